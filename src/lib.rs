@@ -1,0 +1,1 @@
+//! inetloop: a readiness-loop network server and its clients.
