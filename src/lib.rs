@@ -1,1 +1,40 @@
 //! inetloop: a readiness-loop network server and its clients.
+//!
+//! One thread and one `mio::Poll` serve a time stream, echo (RFC 862), daytime (RFC 867) and
+//! time (RFC 868), each on TCP and UDP. The crate is written to be read: each module opens by
+//! saying what it is for and which system calls it causes.
+//!
+//! # Layout
+//!
+//! - `reactor` — the loop: poll, dispatch by token, replay, timers, accept, shutdown.
+//! - `connection` — TCP plumbing: read until `WouldBlock`, bounded output, interest, close.
+//! - `udp` — UDP plumbing: receive until `WouldBlock`, replies with a bounded send queue.
+//! - `services/` — the protocols as state machines with the same entry points:
+//!   `time_stream`, `echo`, `daytime`, `rfc868`.
+//! - `buffer` — the line reader and the output buffer every TCP service shares.
+//! - `timer` — the timer heap whose earliest deadline is the poll timeout.
+//! - `slots` — the slab with generation-tagged keys behind every token.
+//! - `readiness` — the loop's copy of an event, and the `WouldBlock`/`Interrupted` helpers.
+//! - `clock` — wall-clock text, formatted once per second.
+//! - `config` — the `reactor` command line.
+//! - `bin/reactor.rs` — `main`: parse, log to stderr, bind, announce on stdout, run.
+
+/// Logs one line of `--trace-events` output; costs one branch when tracing is off.
+macro_rules! trace_event {
+    ($on:expr, $($arg:tt)+) => {
+        if $on {
+            log::info!(target: "trace", $($arg)+);
+        }
+    };
+}
+
+pub mod buffer;
+pub mod clock;
+pub mod config;
+pub mod connection;
+pub mod reactor;
+pub mod readiness;
+pub mod services;
+pub mod slots;
+pub mod timer;
+pub mod udp;

@@ -1,0 +1,311 @@
+//! The command line of the `reactor` binary (PROTOCOLS.md §1), parsed into a [`Config`].
+//!
+//! Parsing is separate from running so that a bad option is reported as one clear line before a
+//! single socket exists, and so tests can parse argument lists directly.
+
+use std::ffi::OsString;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use log::LevelFilter;
+
+use crate::services::ServiceKind;
+
+pub const USAGE: &str = "\
+reactor: one thread, one mio::Poll, several small network services
+
+Usage: reactor [OPTIONS]
+
+Services (each on TCP and UDP, same port number; PORT 0 lets the OS choose):
+  --time PORT|off          time stream: greet with a line, get the time every
+                           interval, then 'Au Revoir'                (default 8080)
+  --echo PORT|off          echo, RFC 862                             (default 8081)
+  --daytime PORT|off       daytime, RFC 867: one line of local time  (default 8013)
+  --rfc868 PORT|off        time, RFC 868: 4-byte seconds since 1900  (default 8037)
+
+Options:
+  --bind IP                address every service binds to (IPv4 or IPv6)
+                                                                     (default 127.0.0.1)
+  --ticks N                ticks per time-stream session             (default 60)
+  --interval-ms MS         interval between ticks, at least 1        (default 1000)
+  --max-conns N            open TCP connections, all services; when full, new
+                           connections wait in the listen backlog    (default 10000)
+  --idle-timeout-ms MS     close a TCP connection that has neither sent nor been
+                           sent anything this long; 0 = never        (default 60000)
+  --max-udp-sessions N     live UDP time-stream sessions in total; a peer over
+                           the cap gets no reply                     (default 10000)
+  --max-udp-sessions-per-ip N
+                           live UDP time-stream sessions per source IP (default 100)
+  --trace-events           log every readiness event and what was done about it
+  -v, -vv                  more logging on stderr (debug, trace)
+  -q, -qq                  less logging on stderr (warnings, errors only)
+  -h, --help               print this help
+  -V, --version            print the version
+
+stdout carries only one 'listening <service> <tcp|udp> <ip:port>' line per bound
+socket; logs go to stderr. SIGINT/SIGTERM: stop accepting, send 'Au Revoir' to
+every time-stream session, flush, exit 0 within a second.
+";
+
+/// What the services need to know at run time.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Lines per time-stream session before `Au Revoir`.
+    pub ticks: u32,
+    /// Time between two ticks of one session.
+    pub interval: Duration,
+    /// Open TCP connections across all services; past it, accepting pauses.
+    pub max_conns: usize,
+    /// Silence after which a TCP connection is closed; `None` = never.
+    pub idle_timeout: Option<Duration>,
+    /// Live UDP time-stream sessions in total.
+    pub max_udp_sessions: usize,
+    /// Live UDP time-stream sessions per source IP.
+    pub max_udp_sessions_per_ip: usize,
+    /// Log each readiness event and each action (`--trace-events`).
+    pub trace_events: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            ticks: 60,
+            interval: Duration::from_millis(1000),
+            max_conns: 10_000,
+            idle_timeout: Some(Duration::from_millis(60_000)),
+            max_udp_sessions: 10_000,
+            max_udp_sessions_per_ip: 100,
+            trace_events: false,
+        }
+    }
+}
+
+/// Everything `reactor` was asked to do.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind: IpAddr,
+    /// The services that are on, with their port (0 = OS's choice).
+    pub services: Vec<(ServiceKind, u16)>,
+    pub settings: Settings,
+    pub log_level: LevelFilter,
+}
+
+/// The outcome of parsing the command line.
+#[derive(Debug)]
+pub enum Command {
+    Run(Config),
+    Help,
+    Version,
+}
+
+/// A bad command line, as one line for stderr.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parses the arguments after the program name.
+pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
+    let mut args = pico_args::Arguments::from_vec(args);
+    if args.contains(["-h", "--help"]) {
+        return Ok(Command::Help);
+    }
+    if args.contains(["-V", "--version"]) {
+        return Ok(Command::Version);
+    }
+    let defaults = Settings::default();
+    let bind = option(&mut args, "--bind", parse_ip)?.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+
+    let mut services = Vec::new();
+    for kind in ServiceKind::ALL {
+        let flag = kind.flag();
+        if let Some(port) =
+            option(&mut args, flag, parse_port)?.unwrap_or(Some(kind.default_port()))
+        {
+            services.push((kind, port));
+        }
+    }
+
+    let settings = Settings {
+        ticks: option(&mut args, "--ticks", parse_number)?.unwrap_or(defaults.ticks),
+        interval: match option(&mut args, "--interval-ms", parse_number::<u64>)? {
+            Some(0) => return Err(UsageError("--interval-ms: must be at least 1".into())),
+            Some(ms) => Duration::from_millis(ms),
+            None => defaults.interval,
+        },
+        max_conns: positive(&mut args, "--max-conns", defaults.max_conns)?,
+        idle_timeout: match option(&mut args, "--idle-timeout-ms", parse_number::<u64>)? {
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => defaults.idle_timeout,
+        },
+        max_udp_sessions: option(&mut args, "--max-udp-sessions", parse_number)?
+            .unwrap_or(defaults.max_udp_sessions),
+        max_udp_sessions_per_ip: option(&mut args, "--max-udp-sessions-per-ip", parse_number)?
+            .unwrap_or(defaults.max_udp_sessions_per_ip),
+        trace_events: args.contains("--trace-events"),
+    };
+
+    let mut verbosity = 0i32;
+    for (flag, step) in [("-vv", 2), ("-v", 1), ("-qq", -2), ("-q", -1)] {
+        while args.contains(flag) {
+            verbosity += step;
+        }
+    }
+    let log_level = match verbosity {
+        i32::MIN..=-2 => LevelFilter::Error,
+        -1 => LevelFilter::Warn,
+        0 => LevelFilter::Info,
+        1 => LevelFilter::Debug,
+        _ => LevelFilter::Trace,
+    };
+
+    if let Some(extra) = args.finish().first() {
+        return Err(UsageError(format!(
+            "unexpected argument '{}' (see --help)",
+            extra.to_string_lossy()
+        )));
+    }
+    Ok(Command::Run(Config {
+        bind,
+        services,
+        settings,
+        log_level,
+    }))
+}
+
+/// An optional `--flag VALUE`, with the flag named in any error.
+fn option<T>(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, UsageError> {
+    args.opt_value_from_fn(flag, parse).map_err(|err| {
+        UsageError(match err {
+            pico_args::Error::Utf8ArgumentParsingFailed { cause, .. } => format!("{flag}: {cause}"),
+            pico_args::Error::OptionWithoutAValue(_) => format!("{flag}: missing value"),
+            other => format!("{flag}: {other}"),
+        })
+    })
+}
+
+fn positive(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    default: usize,
+) -> Result<usize, UsageError> {
+    match option(args, flag, parse_number::<usize>)? {
+        Some(0) => Err(UsageError(format!("{flag}: must be at least 1"))),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    }
+}
+
+fn parse_ip(text: &str) -> Result<IpAddr, String> {
+    // Accept the bracketed form people copy from URLs, e.g. [::1].
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    IpAddr::from_str(bare).map_err(|_| format!("'{text}' is not an IP address"))
+}
+
+/// `off` → `None`; otherwise a port number, 0 meaning "let the OS choose".
+fn parse_port(text: &str) -> Result<Option<u16>, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    u16::from_str(text)
+        .map(Some)
+        .map_err(|_| format!("'{text}' is not a port number (0-65535) or 'off'"))
+}
+
+fn parse_number<T: FromStr>(text: &str) -> Result<T, String> {
+    T::from_str(text).map_err(|_| format!("'{text}' is not a valid number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, UsageError> {
+        parse_args(args.iter().map(OsString::from).collect())
+    }
+
+    fn run_config(args: &[&str]) -> Config {
+        match parse(args) {
+            Ok(Command::Run(config)) => config,
+            other => panic!("{args:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_protocol_document() {
+        let config = run_config(&[]);
+        assert_eq!(config.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            config.services,
+            vec![
+                (ServiceKind::TimeStream, 8080),
+                (ServiceKind::Echo, 8081),
+                (ServiceKind::Daytime, 8013),
+                (ServiceKind::Rfc868, 8037),
+            ]
+        );
+        assert_eq!(config.settings.ticks, 60);
+        assert_eq!(config.settings.interval, Duration::from_secs(1));
+        assert_eq!(config.log_level, LevelFilter::Info);
+    }
+
+    #[test]
+    fn ports_off_ipv6_and_verbosity() {
+        let config = run_config(&[
+            "--bind",
+            "::1",
+            "--time",
+            "0",
+            "--echo",
+            "off",
+            "--daytime",
+            "OFF",
+            "--rfc868",
+            "9037",
+            "-q",
+            "--idle-timeout-ms",
+            "0",
+        ]);
+        assert_eq!(config.bind, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            config.services,
+            vec![(ServiceKind::TimeStream, 0), (ServiceKind::Rfc868, 9037)]
+        );
+        assert_eq!(config.log_level, LevelFilter::Warn);
+        assert_eq!(config.settings.idle_timeout, None);
+        assert_eq!(run_config(&["-v", "-v"]).log_level, LevelFilter::Trace);
+        assert_eq!(run_config(&["-vv"]).log_level, LevelFilter::Trace);
+    }
+
+    #[test]
+    fn bad_input_names_the_flag() {
+        let err = |args: &[&str]| parse(args).unwrap_err().0;
+        assert!(err(&["--time", "99999"]).starts_with("--time: '99999' is not a port"));
+        assert!(err(&["--bind", "localhost"]).contains("not an IP address"));
+        assert_eq!(err(&["--ticks"]), "--ticks: missing value");
+        assert_eq!(
+            err(&["--interval-ms", "0"]),
+            "--interval-ms: must be at least 1"
+        );
+        assert_eq!(
+            err(&["--max-conns", "0"]),
+            "--max-conns: must be at least 1"
+        );
+        assert!(err(&["--frobnicate"]).contains("unexpected argument '--frobnicate'"));
+        assert!(matches!(parse(&["--help"]), Ok(Command::Help)));
+        assert!(matches!(parse(&["-V"]), Ok(Command::Version)));
+    }
+}

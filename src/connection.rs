@@ -1,0 +1,364 @@
+//! The TCP plumbing: one accepted connection, its output buffer and its service.
+//!
+//! Everything every TCP service needs is done here once, the way the service's entry points
+//! cannot get wrong:
+//!
+//! - **Reading** (`read(2)`): on a readable event, read until `WouldBlock`, or until a short
+//!   read proves the socket drained (a new edge comes with the next byte) — but never more than
+//!   the service has room for. With no room (echo's output is full) the bytes stay in the
+//!   kernel, TCP's window closes, and the peer's writes block: that is backpressure. When room
+//!   comes back the connection reads again on its own, since no new readable edge will come for
+//!   bytes that were already waiting.
+//! - **Writing** (`write(2)`): output goes to a bounded [`OutBuf`] and is written at once, until
+//!   it is empty or `WouldBlock`; only then is `WRITABLE` added to the interest
+//!   (`epoll_ctl(EPOLL_CTL_MOD)`), and removed again once the buffer is empty.
+//! - **Closing**: when the service is done, the rest of the output is flushed, then
+//!   `shutdown(SHUT_WR)` sends FIN after the last byte. The connection then lingers, discarding
+//!   input, until the peer's FIN or [`LINGER`]: closing a socket with unread input makes the
+//!   kernel send RST instead of FIN, and a RST can destroy the last bytes before the peer
+//!   reads them.
+//! - **Idle timeout**: one housekeeping timer per connection closes it after
+//!   `--idle-timeout-ms` without a byte read or written.
+//! - **Fairness**: at most [`PUMP_BUDGET`] read/write rounds per turn; a connection with more
+//!   input than that yields, and the loop comes back to it after serving the others.
+
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+use log::debug;
+use mio::net::TcpStream;
+use mio::{Interest, Registry};
+
+use crate::buffer::{Flushed, OutBuf};
+use crate::readiness::{Readiness, Verdict, interrupted, would_block};
+use crate::services::{Env, Next, ServiceKind, TcpService};
+
+/// Output a connection may hold unsent. For echo this is the backpressure threshold; for the
+/// others it is far more than they ever queue for a peer that reads.
+pub const OUTPUT_LIMIT: usize = 64 * 1024;
+/// How long a closing connection waits for the peer's FIN after sending its own.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// Read/write rounds per turn (each read is at most the loop's 64 KiB scratch buffer).
+pub const PUMP_BUDGET: usize = 16;
+/// Timer tags with this bit belong to the connection (housekeeping), not to its service.
+const HOUSEKEEPING: u64 = 1 << 63;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The service is talking to the peer.
+    Serving,
+    /// The service is done: flush the output, then send FIN.
+    Closing,
+    /// FIN sent: discard input until the peer's FIN (or [`LINGER`]).
+    Lingering,
+}
+
+/// One accepted TCP connection.
+pub struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: ServiceKind,
+    service: Box<dyn TcpService>,
+    out: OutBuf,
+    phase: Phase,
+    /// The socket may hold unread input: set by readable events, cleared by `WouldBlock`,
+    /// a short read or end of input. Stays set while backpressure leaves input in the kernel.
+    input_ready: bool,
+    /// The peer's FIN was read.
+    input_closed: bool,
+    /// An event reported the peer's FIN: read on past short reads until `read` returns 0.
+    peer_closed_hint: bool,
+    /// Whether `WRITABLE` is part of the registered interest.
+    writable_registered: bool,
+    /// When a byte was last read or written, for the idle timeout.
+    last_activity: Instant,
+    /// Which housekeeping timer is current; earlier ones are stale and ignored.
+    housekeeping: u64,
+}
+
+impl Connection {
+    /// A connection registered for `READABLE`; call [`Connection::open`] next.
+    pub fn new(stream: TcpStream, peer: SocketAddr, kind: ServiceKind, now: Instant) -> Self {
+        Connection {
+            stream,
+            peer,
+            kind,
+            service: kind.tcp_session(peer),
+            out: OutBuf::new(OUTPUT_LIMIT),
+            phase: Phase::Serving,
+            input_ready: false,
+            input_closed: false,
+            peer_closed_hint: false,
+            writable_registered: false,
+            last_activity: now,
+            housekeeping: 0,
+        }
+    }
+
+    pub fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub fn kind(&self) -> ServiceKind {
+        self.kind
+    }
+
+    /// Starts the service (daytime speaks at once) and the idle timer.
+    pub fn open(&mut self, env: &mut Env, registry: &Registry, scratch: &mut [u8]) -> Verdict {
+        if let Some(idle) = env.settings.idle_timeout {
+            self.arm_housekeeping(env, env.now + idle);
+        }
+        let next = self.service.on_open(env, &mut self.out);
+        self.apply(next);
+        self.settle(env, registry, scratch)
+    }
+
+    /// Handles a readiness event (or a replayed one, see [`Verdict::Yield`]).
+    pub fn on_ready(
+        &mut self,
+        ready: Readiness,
+        env: &mut Env,
+        registry: &Registry,
+        scratch: &mut [u8],
+    ) -> Verdict {
+        self.peer_closed_hint |= ready.read_closed;
+        if ready.wants_read() {
+            self.input_ready = true;
+        }
+        // Writable or not, `pump` tries to flush: it costs nothing when the buffer is empty.
+        self.settle(env, registry, scratch)
+    }
+
+    /// A timer of this connection is due.
+    pub fn on_timer(
+        &mut self,
+        tag: u64,
+        env: &mut Env,
+        registry: &Registry,
+        scratch: &mut [u8],
+    ) -> Verdict {
+        if tag & HOUSEKEEPING != 0 {
+            return self.on_housekeeping(tag, env);
+        }
+        if self.phase == Phase::Serving {
+            let next = self.service.on_timer(tag, env, &mut self.out);
+            self.apply(next);
+        }
+        self.settle(env, registry, scratch)
+    }
+
+    /// Whether a timer with this tag still matters (stale ones are dropped before they can
+    /// wake the loop).
+    pub fn timer_is_live(&self, tag: u64) -> bool {
+        tag & HOUSEKEEPING == 0 || tag == HOUSEKEEPING | self.housekeeping
+    }
+
+    /// The server is stopping: let the service say goodbye, then close as usual.
+    pub fn on_shutdown(
+        &mut self,
+        env: &mut Env,
+        registry: &Registry,
+        scratch: &mut [u8],
+    ) -> Verdict {
+        if self.phase == Phase::Serving {
+            let next = self.service.on_shutdown(env, &mut self.out);
+            self.apply(next);
+        }
+        self.settle(env, registry, scratch)
+    }
+
+    fn apply(&mut self, next: Next) {
+        if next == Next::Close && self.phase == Phase::Serving {
+            self.phase = Phase::Closing;
+        }
+    }
+
+    fn arm_housekeeping(&mut self, env: &mut Env, deadline: Instant) {
+        self.housekeeping += 1;
+        env.set_timer(deadline, HOUSEKEEPING | self.housekeeping);
+    }
+
+    fn on_housekeeping(&mut self, tag: u64, env: &mut Env) -> Verdict {
+        if !self.timer_is_live(tag) {
+            return Verdict::Keep;
+        }
+        if self.phase == Phase::Lingering {
+            debug!(
+                "{} {}: no FIN from peer after {LINGER:?}, closing",
+                self.kind.name(),
+                self.peer
+            );
+            return Verdict::Close;
+        }
+        let Some(idle) = env.settings.idle_timeout else {
+            return Verdict::Keep;
+        };
+        let deadline = self.last_activity + idle;
+        if env.now >= deadline {
+            debug!(
+                "{} {}: idle for {idle:?}, closing",
+                self.kind.name(),
+                self.peer
+            );
+            return Verdict::Close;
+        }
+        self.arm_housekeeping(env, deadline);
+        Verdict::Keep
+    }
+
+    /// Moves bytes as far as they go, then fixes the registered interest.
+    fn settle(&mut self, env: &mut Env, registry: &Registry, scratch: &mut [u8]) -> Verdict {
+        let verdict = match self.pump(env, scratch) {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                // ECONNRESET, EPIPE (SIGPIPE is ignored, so a write to a closed peer returns
+                // an error instead of killing us), ETIMEDOUT…: this connection only.
+                debug!("{} {}: {e}", self.kind.name(), self.peer);
+                Verdict::Close
+            }
+        };
+        if verdict == Verdict::Close {
+            return verdict;
+        }
+        match self.update_interest(registry, env) {
+            Ok(()) => verdict,
+            Err(e) => {
+                debug!("{} {}: reregister: {e}", self.kind.name(), self.peer);
+                Verdict::Close
+            }
+        }
+    }
+
+    /// Alternates reading and writing until neither makes progress, within [`PUMP_BUDGET`].
+    fn pump(&mut self, env: &mut Env, scratch: &mut [u8]) -> io::Result<Verdict> {
+        for _ in 0..PUMP_BUDGET {
+            let mut progress = false;
+            if self.input_ready {
+                progress |= self.read_once(env, scratch)?;
+            }
+            progress |= self.flush(env)?;
+            if self.phase == Phase::Closing && self.out.is_empty() {
+                // FIN goes out after the last byte of output.
+                self.stream.shutdown(Shutdown::Write)?;
+                trace_event!(env.settings.trace_events, "{}: sent FIN", env.label());
+                self.phase = Phase::Lingering;
+                self.arm_housekeeping(env, env.now + LINGER);
+                progress = true;
+            }
+            if self.phase == Phase::Lingering && self.input_closed {
+                return Ok(Verdict::Close);
+            }
+            if !progress {
+                return Ok(Verdict::Keep);
+            }
+        }
+        Ok(if self.input_ready {
+            Verdict::Yield
+        } else {
+            Verdict::Keep
+        })
+    }
+
+    /// One `read`, sized to what the service can take. Returns whether anything happened.
+    fn read_once(&mut self, env: &mut Env, scratch: &mut [u8]) -> io::Result<bool> {
+        let trace = env.settings.trace_events;
+        let room = match self.phase {
+            Phase::Serving => self.service.input_room(&self.out),
+            // A finished service's input is read only to be discarded.
+            Phase::Closing | Phase::Lingering => usize::MAX,
+        };
+        if room == 0 {
+            // Backpressure: leave the bytes in the kernel until output drains.
+            trace_event!(trace, "{}: no room, not reading", env.label());
+            return Ok(false);
+        }
+        let want = room.min(scratch.len());
+        loop {
+            match self.stream.read(&mut scratch[..want]) {
+                Ok(0) => {
+                    trace_event!(trace, "{}: read EOF", env.label());
+                    self.input_ready = false;
+                    self.input_closed = true;
+                    if self.phase == Phase::Serving {
+                        let next = self.service.on_input_closed(env, &mut self.out);
+                        self.apply(next);
+                    }
+                    return Ok(true);
+                }
+                Ok(n) => {
+                    trace_event!(trace, "{}: read {n} bytes", env.label());
+                    self.last_activity = env.now;
+                    if n < want && !self.peer_closed_hint {
+                        // A short read emptied the receive queue: skip the `read` that would
+                        // only say WouldBlock. Any new byte raises a new edge.
+                        self.input_ready = false;
+                    }
+                    if self.phase == Phase::Serving {
+                        let next = self.service.on_input(&scratch[..n], env, &mut self.out);
+                        self.apply(next);
+                    }
+                    return Ok(true);
+                }
+                // Drained: nothing more until the next readable edge.
+                Err(e) if would_block(&e) => {
+                    trace_event!(trace, "{}: read WouldBlock", env.label());
+                    self.input_ready = false;
+                    return Ok(false);
+                }
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes pending output until done or `WouldBlock`. Returns whether a byte went out.
+    fn flush(&mut self, env: &mut Env) -> io::Result<bool> {
+        if self.out.is_empty() {
+            return Ok(false);
+        }
+        let (flushed, written) = self.out.write_to(&mut self.stream)?;
+        trace_event!(
+            env.settings.trace_events,
+            "{}: wrote {written} bytes",
+            env.label()
+        );
+        if flushed == Flushed::Blocked {
+            trace_event!(
+                env.settings.trace_events,
+                "{}: write WouldBlock, {} bytes pending",
+                env.label(),
+                self.out.len()
+            );
+        }
+        if written > 0 {
+            self.last_activity = env.now;
+        }
+        Ok(written > 0)
+    }
+
+    /// Asks for `WRITABLE` exactly while output is pending.
+    fn update_interest(&mut self, registry: &Registry, env: &Env) -> io::Result<()> {
+        let want_writable = !self.out.is_empty();
+        if want_writable == self.writable_registered {
+            return Ok(());
+        }
+        let interest = if want_writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        registry.reregister(&mut self.stream, env.token(), interest)?;
+        trace_event!(
+            env.settings.trace_events,
+            "{}: reregistered {interest:?}",
+            env.label()
+        );
+        self.writable_registered = want_writable;
+        Ok(())
+    }
+}

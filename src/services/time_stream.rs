@@ -1,0 +1,286 @@
+//! The time stream (PROTOCOLS.md §2): greet, then receive the local time `--ticks` times, one
+//! every `--interval-ms`, then `Au Revoir`.
+//!
+//! This is the lab's first server turned inside out. The lab's version was a loop with
+//! `sleep(interval)` in it, one process or thread per client. Here a session is a few bytes of
+//! state and a deadline in the loop's timer heap: `epoll_wait` sleeps until the earliest
+//! deadline of all sessions, so one thread serves thousands of them. Tick `k` is scheduled at
+//! `start + k × interval`, not "now + interval", so a late wakeup never pushes the rest late.
+//!
+//! TCP: the greeting is one line (at most [`GREETING_MAX`] bytes, checked by the shared
+//! [`LineReader`]); ticks end in `\n`; input after the greeting is discarded. UDP: a datagram
+//! from a new peer is its greeting; each tick is one datagram holding only the time; sessions
+//! are capped in total and per source IP, since a forged source address costs an attacker one
+//! datagram and us a whole session.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use log::{debug, info, warn};
+
+use super::{Env, Next, TcpService, UdpService};
+use crate::buffer::{LineReader, OutBuf};
+use crate::config::Settings;
+use crate::slots::Slots;
+use crate::udp::Outbox;
+
+/// Longest greeting line accepted, in bytes (not counting `\r\n`).
+pub const GREETING_MAX: usize = 1024;
+/// The last message of a session.
+pub const AU_REVOIR: &str = "Au Revoir";
+/// Sent to a TCP client whose greeting exceeds [`GREETING_MAX`], before closing.
+pub const LINE_TOO_LONG: &str = "error: line too long\n";
+
+/// Where a session is in its schedule; the same for TCP and UDP.
+struct Schedule {
+    start: Instant,
+    sent: u32,
+}
+
+/// What a session sends at one step.
+enum Message<'a> {
+    Tick(&'a str),
+    AuRevoir,
+}
+
+impl Schedule {
+    fn new(start: Instant) -> Self {
+        Schedule { start, sent: 0 }
+    }
+
+    /// Sends what is due now (the next tick, and `Au Revoir` after the last one) and returns
+    /// when the next tick is due, or `None` when the session is over.
+    fn step(
+        &mut self,
+        env: &mut Env,
+        mut send: impl FnMut(Message<'_>) -> bool,
+    ) -> Option<Instant> {
+        let total = env.settings.ticks;
+        if self.sent < total {
+            if !send(Message::Tick(env.clock.tick_text())) {
+                return None;
+            }
+            self.sent += 1;
+        }
+        if self.sent < total {
+            // Cannot overflow: the interval is at most a day and `sent` a u32 (config.rs).
+            Some(self.start + env.settings.interval * self.sent)
+        } else {
+            send(Message::AuRevoir);
+            None
+        }
+    }
+}
+
+fn printable(greeting: &[u8]) -> String {
+    // Debug formatting escapes control characters, so a greeting cannot forge log lines.
+    format!("{:?}", String::from_utf8_lossy(greeting))
+}
+
+/// One TCP time-stream connection.
+pub struct TcpTimeStream {
+    peer: SocketAddr,
+    state: TcpState,
+}
+
+enum TcpState {
+    AwaitingGreeting(LineReader),
+    Streaming(Schedule),
+    Finished,
+}
+
+impl TcpTimeStream {
+    pub fn new(peer: SocketAddr) -> Self {
+        TcpTimeStream {
+            peer,
+            state: TcpState::AwaitingGreeting(LineReader::new(GREETING_MAX)),
+        }
+    }
+
+    /// Sends what is due and arms the timer for the next tick, or ends the session.
+    fn step(&mut self, env: &mut Env, out: &mut OutBuf) -> Next {
+        let TcpState::Streaming(schedule) = &mut self.state else {
+            return Next::Continue;
+        };
+        let next = schedule.step(env, |message| {
+            let pushed = match message {
+                Message::Tick(text) => out.push(format!("{text}\n").as_bytes()),
+                Message::AuRevoir => out.push(format!("{AU_REVOIR}\n").as_bytes()),
+            };
+            // Full means the client has not read for a long while: give up on it.
+            pushed.is_ok()
+        });
+        match next {
+            Some(deadline) => {
+                env.set_timer(deadline, 0);
+                Next::Continue
+            }
+            None => {
+                self.state = TcpState::Finished;
+                Next::Close
+            }
+        }
+    }
+}
+
+impl TcpService for TcpTimeStream {
+    fn on_open(&mut self, _env: &mut Env, _out: &mut OutBuf) -> Next {
+        Next::Continue
+    }
+
+    fn on_input(&mut self, input: &[u8], env: &mut Env, out: &mut OutBuf) -> Next {
+        let TcpState::AwaitingGreeting(lines) = &mut self.state else {
+            return Next::Continue; // input after the greeting is read and discarded
+        };
+        match lines.feed(input) {
+            Ok(None) => Next::Continue,
+            Ok(Some((greeting, _))) => {
+                info!("time tcp {}: greeting {}", self.peer, printable(&greeting));
+                self.state = TcpState::Streaming(Schedule::new(env.now));
+                self.step(env, out)
+            }
+            Err(_) => {
+                info!("time tcp {}: greeting too long, closing", self.peer);
+                self.state = TcpState::Finished;
+                let _ = out.push(LINE_TOO_LONG.as_bytes());
+                Next::Close
+            }
+        }
+    }
+
+    fn on_input_closed(&mut self, _env: &mut Env, _out: &mut OutBuf) -> Next {
+        match self.state {
+            // It can never greet now.
+            TcpState::AwaitingGreeting(_) => Next::Close,
+            // A half-close after the greeting: the client still reads its ticks.
+            TcpState::Streaming(_) | TcpState::Finished => Next::Continue,
+        }
+    }
+
+    fn on_timer(&mut self, _tag: u64, env: &mut Env, out: &mut OutBuf) -> Next {
+        self.step(env, out)
+    }
+
+    fn on_shutdown(&mut self, _env: &mut Env, out: &mut OutBuf) -> Next {
+        if !matches!(self.state, TcpState::Finished) {
+            let _ = out.push(format!("{AU_REVOIR}\n").as_bytes());
+            self.state = TcpState::Finished;
+        }
+        Next::Close
+    }
+}
+
+/// The time stream's UDP socket: one session per peer address.
+#[derive(Default)]
+pub struct UdpTimeStream {
+    /// Keyed with generations, so the timer of an ended session finds nothing.
+    sessions: Slots<UdpSession>,
+    by_peer: HashMap<SocketAddr, usize>,
+    per_ip: HashMap<IpAddr, usize>,
+    /// Whether the cap was hit since the last time it was logged (log once per episode).
+    cap_logged: bool,
+}
+
+struct UdpSession {
+    peer: SocketAddr,
+    schedule: Schedule,
+}
+
+impl UdpTimeStream {
+    /// Live sessions (for tests and statistics).
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    fn admits(&mut self, peer: SocketAddr, settings: &Settings) -> bool {
+        let of_ip = self.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+        let admitted = self.sessions.len() < settings.max_udp_sessions
+            && of_ip < settings.max_udp_sessions_per_ip;
+        if !admitted && !self.cap_logged {
+            warn!(
+                "time udp: session cap reached ({} live, {of_ip} from {}); ignoring new peers",
+                self.sessions.len(),
+                peer.ip()
+            );
+        }
+        self.cap_logged = !admitted;
+        admitted
+    }
+
+    /// Runs one step of session `key`; ends the session when its schedule is over.
+    fn step(&mut self, key: usize, env: &mut Env, out: &mut Outbox) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let peer = session.peer;
+        let next = session.schedule.step(env, |message| {
+            match message {
+                Message::Tick(text) => out.send_to(text.as_bytes(), peer),
+                Message::AuRevoir => out.send_to(AU_REVOIR.as_bytes(), peer),
+            }
+            true
+        });
+        match next {
+            Some(deadline) => env.set_timer(deadline, key as u64),
+            None => self.end(key),
+        }
+    }
+
+    fn end(&mut self, key: usize) {
+        if let Some(session) = self.sessions.remove(key) {
+            self.by_peer.remove(&session.peer);
+            let ip = session.peer.ip();
+            if let Some(count) = self.per_ip.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_ip.remove(&ip);
+                }
+            }
+            debug!("time udp {}: session over", session.peer);
+        }
+    }
+}
+
+impl UdpService for UdpTimeStream {
+    fn on_datagram(&mut self, payload: &[u8], peer: SocketAddr, env: &mut Env, out: &mut Outbox) {
+        if self.by_peer.contains_key(&peer) {
+            return; // a live session ignores further datagrams from its peer
+        }
+        if !self.admits(peer, env.settings) {
+            return;
+        }
+        let session = UdpSession {
+            peer,
+            schedule: Schedule::new(env.now),
+        };
+        let Some(key) = self.sessions.insert(session) else {
+            return;
+        };
+        self.by_peer.insert(peer, key);
+        *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
+        info!("time udp {peer}: greeting {}", printable(payload));
+        self.step(key, env, out);
+    }
+
+    fn on_timer(&mut self, tag: u64, env: &mut Env, out: &mut Outbox) {
+        self.step(tag as usize, env, out);
+    }
+
+    fn timer_is_live(&self, tag: u64) -> bool {
+        self.sessions.contains(tag as usize)
+    }
+
+    fn on_shutdown(&mut self, _env: &mut Env, out: &mut Outbox) {
+        for key in self.sessions.keys() {
+            if let Some(session) = self.sessions.get(key) {
+                out.send_to(AU_REVOIR.as_bytes(), session.peer);
+            }
+            self.end(key);
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The UDP plumbing: one socket per service, written once for all UDP services.
+//!
+//! UDP has no connections, so there is no `listen` and no `accept`: one socket receives every
+//! peer's datagrams, and `recv_from` (`recvfrom(2)`) says who sent each one. On a readable event
+//! the port reads datagrams until `WouldBlock` (edge-triggered), at most [`RECV_BUDGET`] per turn
+//! so a flood on one socket cannot starve the others, and hands each to its service.
+//!
+//! Replies go out through an [`Outbox`]: `sendto(2)` at once; if the kernel's send buffer is
+//! full (`WouldBlock`, which a UDP socket does report) the datagram waits in a bounded queue and
+//! the socket asks for `WRITABLE` until the queue is empty. What does not fit in the queue is
+//! dropped — UDP promises nothing more, and a server must never stop for a slow sender.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use log::{debug, warn};
+use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
+
+use crate::readiness::{Readiness, Verdict, interrupted, would_block};
+use crate::services::{Env, ServiceKind, UdpService};
+
+/// Datagrams read per readable event before the port yields to the other sockets.
+pub const RECV_BUDGET: usize = 256;
+/// Bytes of replies allowed to wait for the send buffer; beyond it replies are dropped.
+pub const SEND_QUEUE_LIMIT: usize = 256 * 1024;
+
+/// Replies that `sendto` could not take yet.
+#[derive(Default)]
+pub struct SendQueue {
+    datagrams: VecDeque<(SocketAddr, Box<[u8]>)>,
+    bytes: usize,
+    /// Whether dropping has been logged in the current episode (log once, not per datagram).
+    drop_logged: bool,
+}
+
+impl SendQueue {
+    pub fn is_empty(&self) -> bool {
+        self.datagrams.is_empty()
+    }
+
+    /// Sends queued datagrams until the queue is empty or the kernel would block.
+    fn flush(&mut self, socket: &UdpSocket, trace: bool) {
+        while let Some((peer, payload)) = self.datagrams.front() {
+            match send_now(socket, payload, *peer, trace) {
+                Sent::Blocked => return,
+                Sent::Done => {
+                    self.bytes -= payload.len();
+                    self.datagrams.pop_front();
+                }
+            }
+        }
+        self.drop_logged = false;
+    }
+}
+
+/// What a UDP service sends with: the socket and its queue.
+pub struct Outbox<'a> {
+    socket: &'a UdpSocket,
+    queue: &'a mut SendQueue,
+    trace: bool,
+}
+
+impl Outbox<'_> {
+    /// Sends one datagram to `peer` now, or queues it, or drops it if the queue is full.
+    pub fn send_to(&mut self, payload: &[u8], peer: SocketAddr) {
+        if self.queue.is_empty() && send_now(self.socket, payload, peer, self.trace) == Sent::Done {
+            return;
+        }
+        if self.queue.bytes + payload.len() > SEND_QUEUE_LIMIT {
+            if !self.queue.drop_logged {
+                warn!("udp send queue full ({SEND_QUEUE_LIMIT} bytes): dropping replies");
+                self.queue.drop_logged = true;
+            }
+            return;
+        }
+        self.queue.bytes += payload.len();
+        self.queue.datagrams.push_back((peer, payload.into()));
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Sent {
+    /// Sent, or failed for good (then dropped and logged): either way, not to be retried.
+    Done,
+    /// The send buffer is full: retry when writable.
+    Blocked,
+}
+
+fn send_now(socket: &UdpSocket, payload: &[u8], peer: SocketAddr, trace: bool) -> Sent {
+    loop {
+        match socket.send_to(payload, peer) {
+            Ok(n) => {
+                trace_event!(trace, "sent {n} bytes to {peer}");
+                return Sent::Done;
+            }
+            Err(e) if would_block(&e) => {
+                trace_event!(trace, "send to {peer}: WouldBlock, queueing");
+                return Sent::Blocked;
+            }
+            Err(e) if interrupted(&e) => continue,
+            Err(e) => {
+                // E.g. ENETUNREACH for a peer we cannot reach: that reply is lost, nothing else.
+                debug!("udp send to {peer}: {e}");
+                return Sent::Done;
+            }
+        }
+    }
+}
+
+/// A bound UDP socket and the service behind it.
+pub struct UdpPort {
+    socket: UdpSocket,
+    kind: ServiceKind,
+    service: Box<dyn UdpService>,
+    queue: SendQueue,
+    /// Whether `WRITABLE` is part of the registered interest (only while the queue is non-empty).
+    writable_registered: bool,
+    /// Shutting down: say goodbye, flush, but start nothing new.
+    closing: bool,
+}
+
+impl UdpPort {
+    pub fn new(socket: UdpSocket, kind: ServiceKind) -> Self {
+        UdpPort {
+            socket,
+            kind,
+            service: kind.udp_service(),
+            queue: SendQueue::default(),
+            writable_registered: false,
+            closing: false,
+        }
+    }
+
+    pub fn kind(&self) -> ServiceKind {
+        self.kind
+    }
+
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    pub fn socket_mut(&mut self) -> &mut UdpSocket {
+        &mut self.socket
+    }
+
+    /// Handles a readiness event: flush queued replies, then serve incoming datagrams.
+    pub fn on_ready(
+        &mut self,
+        ready: Readiness,
+        env: &mut Env,
+        registry: &Registry,
+        scratch: &mut [u8],
+    ) -> Verdict {
+        let trace = env.settings.trace_events;
+        if ready.writable {
+            self.queue.flush(&self.socket, trace);
+        }
+        let mut verdict = Verdict::Keep;
+        if ready.wants_read() {
+            verdict = self.receive(env, scratch);
+        }
+        self.update_interest(registry, env.token());
+        verdict
+    }
+
+    fn receive(&mut self, env: &mut Env, scratch: &mut [u8]) -> Verdict {
+        let trace = env.settings.trace_events;
+        for _ in 0..RECV_BUDGET {
+            match self.socket.recv_from(scratch) {
+                // An empty datagram is a datagram (daytime and RFC 868 requests often are).
+                Ok((n, peer)) => {
+                    trace_event!(trace, "{}: read {n} bytes from {peer}", env.label());
+                    if !self.closing {
+                        let datagram = &scratch[..n];
+                        self.serve(env, |service, env, out| {
+                            service.on_datagram(datagram, peer, env, out)
+                        });
+                    }
+                }
+                // Drained: the next datagram will raise a new readable edge.
+                Err(e) if would_block(&e) => {
+                    trace_event!(trace, "{}: recv WouldBlock", env.label());
+                    return Verdict::Keep;
+                }
+                Err(e) if interrupted(&e) => continue,
+                // A pending error (e.g. an ICMP report) is consumed by reporting it: go on.
+                Err(e) => debug!("{} udp recv: {e}", self.kind.name()),
+            }
+        }
+        Verdict::Yield
+    }
+
+    pub fn on_timer(&mut self, tag: u64, env: &mut Env, registry: &Registry) {
+        self.serve(env, |service, env, out| service.on_timer(tag, env, out));
+        self.update_interest(registry, env.token());
+    }
+
+    pub fn timer_is_live(&self, tag: u64) -> bool {
+        self.service.timer_is_live(tag)
+    }
+
+    /// Says goodbye to every session and stops serving new datagrams.
+    pub fn on_shutdown(&mut self, env: &mut Env, registry: &Registry) {
+        self.closing = true;
+        self.serve(env, |service, env, out| service.on_shutdown(env, out));
+        self.update_interest(registry, env.token());
+    }
+
+    /// Calls one entry point of the service with an outbox on this socket.
+    fn serve(
+        &mut self,
+        env: &mut Env,
+        call: impl FnOnce(&mut dyn UdpService, &mut Env, &mut Outbox),
+    ) {
+        let mut out = Outbox {
+            socket: &self.socket,
+            queue: &mut self.queue,
+            trace: env.settings.trace_events,
+        };
+        call(self.service.as_mut(), env, &mut out);
+    }
+
+    /// Nothing left to send.
+    pub fn is_drained(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Asks for `WRITABLE` exactly while replies are queued.
+    fn update_interest(&mut self, registry: &Registry, token: Token) {
+        let want_writable = !self.queue.is_empty();
+        if want_writable == self.writable_registered {
+            return;
+        }
+        let interest = if want_writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        match registry.reregister(&mut self.socket, token, interest) {
+            Ok(()) => self.writable_registered = want_writable,
+            Err(e) => warn!("{} udp: reregister: {e}", self.kind.name()),
+        }
+    }
+}
