@@ -584,3 +584,105 @@ fn bind_pair(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The dispatcher driven with crafted events: what the kernel cannot be made to do on
+    //! demand (a stale event for a reused slot) is done here by hand.
+
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, TcpStream as StdTcpStream};
+
+    /// A reactor serving echo on an OS-chosen loopback port.
+    fn echo_reactor() -> (Reactor, SocketAddr) {
+        let mut reactor = Reactor::new(Settings::default()).unwrap();
+        reactor
+            .bind_service(Ipv4Addr::LOCALHOST.into(), ServiceKind::Echo, 0)
+            .unwrap();
+        let addr = reactor.bound()[0].addr;
+        (reactor, addr)
+    }
+
+    /// Turns the loop until `done` holds (bounded, so a bug fails instead of hanging).
+    fn turn_until(reactor: &mut Reactor, mut done: impl FnMut(&Reactor) -> bool) {
+        let mut events = Events::with_capacity(64);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done(reactor) {
+            assert!(Instant::now() < deadline, "condition not reached");
+            reactor.replay.push(SIGNALS); // bound each poll: a no-op token forces timeout 0
+            reactor.turn(&mut events).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn connection_tokens(reactor: &Reactor) -> Vec<Token> {
+        reactor
+            .entries
+            .keys()
+            .into_iter()
+            .filter(|&key| matches!(reactor.entries.get(key), Some(Entry::Conn(_))))
+            .map(Token)
+            .collect()
+    }
+
+    fn client(addr: SocketAddr) -> StdTcpStream {
+        let stream = StdTcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        stream
+    }
+
+    #[test]
+    fn an_event_for_a_closed_token_never_reaches_the_connection_that_reused_its_slot() {
+        let (mut reactor, addr) = echo_reactor();
+        let a = client(addr);
+        turn_until(&mut reactor, |r| r.connection_count() == 1);
+        let [token_a] = connection_tokens(&reactor)[..] else {
+            panic!("one connection")
+        };
+        drop(a);
+        turn_until(&mut reactor, |r| r.connection_count() == 0);
+
+        let mut b = client(addr);
+        turn_until(&mut reactor, |r| r.connection_count() == 1);
+        let [token_b] = connection_tokens(&reactor)[..] else {
+            panic!("one connection")
+        };
+        assert_eq!(token_a.0 & 0xffff, token_b.0 & 0xffff, "B reuses A's slot");
+        assert_ne!(token_a, token_b);
+
+        // B's bytes wait in its socket; A's stale readable event arrives first.
+        b.write_all(b"for B").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        reactor.dispatch(token_a, Readiness::READABLE);
+        let mut buf = [0u8; 5];
+        assert!(b.read(&mut buf).is_err(), "the stale event was served by B");
+
+        reactor.dispatch(token_b, Readiness::READABLE);
+        b.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"for B");
+    }
+
+    #[test]
+    fn a_closed_connections_timers_never_set_the_poll_timeout() {
+        let (mut reactor, addr) = echo_reactor();
+        assert_eq!(reactor.poll_timeout(), None, "idle: sleep forever");
+        let a = client(addr);
+        turn_until(&mut reactor, |r| r.connection_count() == 1);
+        assert!(reactor.poll_timeout().is_some(), "the idle timer is armed");
+        drop(a);
+        turn_until(&mut reactor, |r| r.connection_count() == 0);
+        assert!(
+            !reactor.shared.timers.is_empty(),
+            "timers are cancelled lazily"
+        );
+        assert_eq!(
+            reactor.poll_timeout(),
+            None,
+            "stale timers do not wake the loop"
+        );
+        assert!(reactor.shared.timers.is_empty());
+    }
+}

@@ -1,0 +1,268 @@
+//! Test harness: start the real `reactor` binary on loopback with OS-chosen ports, and talk to
+//! it with real sockets. Every socket gets a timeout, so a hang fails the test instead of
+//! stalling it.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use inetloop::clock::TICK_FORMAT;
+
+/// Longest any single socket operation in a test may take.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SERVICE_FLAGS: [&str; 4] = ["--time", "--echo", "--daytime", "--rfc868"];
+
+/// A running `reactor` process, killed when dropped.
+pub struct Reactor {
+    child: Child,
+    sockets: HashMap<(String, String), SocketAddr>,
+    /// stdout lines after the `listening …` ones (the contract says there are none).
+    more_stdout: mpsc::Receiver<std::io::Result<String>>,
+    log: PathBuf,
+}
+
+impl Reactor {
+    /// Starts `reactor` with `args`; every service not named in `args` gets port 0.
+    pub fn start(args: &[&str]) -> Reactor {
+        Self::start_with(args, |_| {})
+    }
+
+    /// Like [`Reactor::start`], letting the caller adjust the command (e.g. resource limits).
+    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Reactor {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        for flag in SERVICE_FLAGS {
+            if !args.contains(&flag) {
+                all.extend([flag.to_string(), "0".to_string()]);
+            }
+        }
+        let services_on = SERVICE_FLAGS
+            .iter()
+            .filter(|flag| {
+                let value = all.iter().position(|a| a == *flag).map(|i| &all[i + 1]);
+                value.is_some_and(|v| v != "off")
+            })
+            .count();
+
+        let log = std::env::temp_dir().join(format!(
+            "inetloop-test-{}-{}.log",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::SeqCst)
+        ));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_reactor"));
+        command
+            .args(&all)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("create log file"));
+        adjust(&mut command);
+        let mut child = command.spawn().expect("spawn reactor");
+
+        // Read the `listening …` lines on a thread, so a silent reactor fails within a timeout.
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut sockets = HashMap::new();
+        for _ in 0..services_on * 2 {
+            let line = match lines_rx.recv_timeout(IO_TIMEOUT) {
+                Ok(Ok(line)) => line,
+                other => {
+                    let _ = child.kill();
+                    panic!(
+                        "reactor {all:?} printed no listening line ({other:?}); stderr:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+            };
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(words.len(), 4, "malformed stdout line {line:?}");
+            assert_eq!(words[0], "listening", "unexpected stdout line {line:?}");
+            let addr: SocketAddr = words[3].parse().expect("listening line address");
+            sockets.insert((words[1].to_string(), words[2].to_string()), addr);
+        }
+        Reactor {
+            child,
+            sockets,
+            more_stdout: lines_rx,
+            log,
+        }
+    }
+
+    /// The address of `service` (`time`, `echo`, …) over `proto` (`tcp` or `udp`).
+    pub fn addr(&self, service: &str, proto: &str) -> SocketAddr {
+        *self
+            .sockets
+            .get(&(service.to_string(), proto.to_string()))
+            .unwrap_or_else(|| panic!("no {service} {proto} socket in {:?}", self.sockets))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({}, {signal})", self.pid());
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Lines printed on stdout after the `listening …` lines (call after the process exited).
+    pub fn extra_stdout(&self) -> Vec<String> {
+        self.more_stdout.try_iter().filter_map(Result::ok).collect()
+    }
+
+    /// Everything the reactor logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A field of `/proc/<pid>/status`, in kB (e.g. `VmRSS`).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS")
+    }
+
+    /// Open descriptors of the process.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read /proc/<pid>/fd")
+            .count()
+    }
+
+    /// CPU time used so far (user + system), in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("read /proc/<pid>/stat");
+        // Fields after the ")" that ends the command name; utime and stime are fields 14, 15.
+        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+    }
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- reactor stderr ---\n{}", self.log());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A TCP connection with read and write timeouts.
+pub fn tcp(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("read timeout");
+    stream
+        .set_write_timeout(Some(IO_TIMEOUT))
+        .expect("write timeout");
+    stream
+}
+
+/// A UDP socket on the loopback of `addr`'s family, connected to `addr`, with timeouts.
+pub fn udp(addr: SocketAddr) -> UdpSocket {
+    let local: SocketAddr = if addr.is_ipv4() {
+        "127.0.0.1:0".parse().unwrap()
+    } else {
+        "[::1]:0".parse().unwrap()
+    };
+    let socket = UdpSocket::bind(local).expect("bind udp");
+    socket.connect(addr).expect("connect udp");
+    socket
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("read timeout");
+    socket
+}
+
+/// Receives one datagram as text.
+pub fn recv_text(socket: &UdpSocket) -> String {
+    let mut buf = [0u8; 2048];
+    let n = socket
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("recv on {:?}: {e}", socket.local_addr()));
+    String::from_utf8(buf[..n].to_vec()).expect("utf-8 datagram")
+}
+
+/// Reads one `\n`-terminated line (with its `\n`); "" at EOF.
+pub fn read_line(reader: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("read line: {e} (after {line:?})"));
+    line
+}
+
+/// Reads until EOF.
+pub fn read_to_end(stream: &mut impl Read) -> Vec<u8> {
+    let mut all = Vec::new();
+    stream
+        .read_to_end(&mut all)
+        .unwrap_or_else(|e| panic!("read to end: {e} (after {} bytes)", all.len()));
+    all
+}
+
+/// Asserts that `text` is a time-stream tick for about now.
+pub fn assert_tick(text: &str) {
+    let parsed = chrono::NaiveDateTime::parse_from_str(text, TICK_FORMAT)
+        .unwrap_or_else(|e| panic!("{text:?} is not a tick: {e}"));
+    let skew = (chrono::Local::now().naive_local() - parsed)
+        .num_seconds()
+        .abs();
+    assert!(skew <= 5, "tick {text:?} is {skew} s away from now");
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}

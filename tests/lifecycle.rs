@@ -1,0 +1,254 @@
+//! The process around the loop (PROTOCOLS.md §1): command line, stdout contract, graceful
+//! shutdown on SIGTERM/SIGINT, IPv6, idle timeout and `--max-conns`.
+
+mod common;
+
+use std::io::{BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Reactor, assert_tick, read_line, read_to_end, recv_text, tcp, udp};
+
+/// Runs `reactor` with `args` to completion; returns (status code, stdout, stderr).
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_reactor"))
+        .args(args)
+        .output()
+        .expect("run reactor");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn assert_one_clear_line(stderr: &str, mentions: &str) {
+    assert_eq!(stderr.lines().count(), 1, "one line on stderr: {stderr:?}");
+    assert!(stderr.starts_with("reactor: "), "{stderr:?}");
+    assert!(
+        stderr.contains(mentions),
+        "{stderr:?} should mention {mentions:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr:?}");
+}
+
+#[test]
+fn bad_options_exit_2_with_one_line_naming_the_problem() {
+    for (args, mentions) in [
+        (&["--time", "nope"][..], "--time"),
+        (&["--ticks", "-3"][..], "--ticks"),
+        (&["--ticks"][..], "--ticks"),
+        (&["--bind", "localhost"][..], "not an IP address"),
+        (&["--interval-ms", "0"][..], "--interval-ms"),
+        (&["--frobnicate"][..], "--frobnicate"),
+        (
+            &[
+                "--time",
+                "off",
+                "--echo",
+                "off",
+                "--daytime",
+                "off",
+                "--rfc868",
+                "off",
+            ][..],
+            "nothing to serve",
+        ),
+    ] {
+        let (code, stdout, stderr) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert_eq!(stdout, "", "{args:?}");
+        assert_one_clear_line(&stderr, mentions);
+    }
+}
+
+#[test]
+fn a_port_in_use_exits_1_naming_the_socket() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (code, stdout, stderr) = run(&[
+        "--time",
+        &port,
+        "--echo",
+        "0",
+        "--daytime",
+        "0",
+        "--rfc868",
+        "0",
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stdout, "");
+    assert_one_clear_line(&stderr, &format!("cannot bind time tcp 127.0.0.1:{port}"));
+}
+
+#[test]
+fn help_and_version_go_to_stdout_and_exit_0() {
+    let (code, stdout, _) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    for flag in [
+        "--time",
+        "--echo",
+        "--daytime",
+        "--rfc868",
+        "--max-conns",
+        "--trace-events",
+    ] {
+        assert!(stdout.contains(flag), "--help lists {flag}");
+    }
+    let (code, stdout, _) = run(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("reactor "));
+}
+
+#[test]
+fn sigterm_says_au_revoir_to_every_session_and_exits_0_within_a_second() {
+    let mut reactor = Reactor::start(&["--ticks", "1000", "--interval-ms", "1000"]);
+    let mut tcp_sessions: Vec<_> = (0..30)
+        .map(|i| {
+            let stream = tcp(reactor.addr("time", "tcp"));
+            (&stream)
+                .write_all(format!("client {i}\n").as_bytes())
+                .unwrap();
+            let mut reader = BufReader::new(stream);
+            assert_tick(read_line(&mut reader).trim_end());
+            reader
+        })
+        .collect();
+    let udp_sessions: Vec<_> = (0..10)
+        .map(|_| {
+            let socket = udp(reactor.addr("time", "udp"));
+            socket.send(b"Bonjour").unwrap();
+            assert_tick(&recv_text(&socket));
+            socket
+        })
+        .collect();
+    // An echo client in the middle of a conversation is closed cleanly too.
+    let mut echo = tcp(reactor.addr("echo", "tcp"));
+    echo.write_all(b"ping").unwrap();
+    let mut ping = [0u8; 4];
+    echo.read_exact(&mut ping).unwrap();
+
+    let signalled = Instant::now();
+    reactor.signal(libc::SIGTERM);
+    for reader in &mut tcp_sessions {
+        // Maybe one more tick raced the signal; then Au Revoir and EOF.
+        let mut line = read_line(reader);
+        if line != "Au Revoir\n" {
+            assert_tick(line.trim_end());
+            line = read_line(reader);
+        }
+        assert_eq!(line, "Au Revoir\n");
+        assert_eq!(read_to_end(reader), b"");
+    }
+    for socket in &udp_sessions {
+        let mut text = recv_text(socket);
+        if text != "Au Revoir" {
+            assert_tick(&text);
+            text = recv_text(socket);
+        }
+        assert_eq!(text, "Au Revoir");
+    }
+    assert_eq!(read_to_end(&mut echo), b"");
+    drop(tcp_sessions);
+    let status = reactor
+        .wait_exit(Duration::from_secs(3))
+        .expect("reactor exits after SIGTERM");
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status}");
+    assert!(took < Duration::from_secs(1), "exit took {took:?}");
+    assert_eq!(
+        reactor.extra_stdout(),
+        Vec::<String>::new(),
+        "stdout carries only listening lines"
+    );
+}
+
+#[test]
+fn sigint_with_a_client_that_never_closes_still_exits_0_within_a_second() {
+    let mut reactor = Reactor::start(&["--ticks", "1000"]);
+    let stream = tcp(reactor.addr("time", "tcp"));
+    (&stream).write_all(b"Bonjour\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    assert_tick(read_line(&mut reader).trim_end());
+    let signalled = Instant::now();
+    reactor.signal(libc::SIGINT);
+    assert_eq!(read_line(&mut reader), "Au Revoir\n");
+    // The client keeps its end open; the grace period ends the wait.
+    let status = reactor.wait_exit(Duration::from_secs(3)).expect("exits");
+    assert!(status.success());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        signalled.elapsed()
+    );
+}
+
+#[test]
+fn every_service_works_on_ipv6_loopback() {
+    let reactor = Reactor::start(&["--bind", "::1", "--ticks", "1", "--interval-ms", "10"]);
+    let addr = reactor.addr("time", "tcp");
+    assert!(addr.is_ipv6(), "{addr}");
+    let stream = tcp(addr);
+    (&stream).write_all(b"Bonjour\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    assert_tick(read_line(&mut reader).trim_end());
+    assert_eq!(read_line(&mut reader), "Au Revoir\n");
+
+    let socket = udp(reactor.addr("echo", "udp"));
+    socket.send(b"v6").unwrap();
+    assert_eq!(recv_text(&socket), "v6");
+}
+
+#[test]
+fn a_silent_connection_is_closed_after_the_idle_timeout_and_a_chatty_one_is_not() {
+    let reactor = Reactor::start(&["--idle-timeout-ms", "300"]);
+    let mut silent = tcp(reactor.addr("echo", "tcp"));
+    let chatty = tcp(reactor.addr("echo", "tcp"));
+    let opened = Instant::now();
+    let mut buf = [0u8; 1];
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(100));
+        (&chatty).write_all(b"x").unwrap();
+        (&chatty).read_exact(&mut buf).unwrap();
+    }
+    assert_eq!(read_to_end(&mut silent), b"", "the silent one was closed");
+    let closed_after = opened.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(300),
+        "{closed_after:?}"
+    );
+    (&chatty).write_all(b"y").unwrap();
+    (&chatty).read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"y", "the chatty one is still served");
+}
+
+#[test]
+fn at_max_conns_new_connections_wait_and_are_served_when_a_slot_frees() {
+    let reactor = Reactor::start(&["--max-conns", "2"]);
+    let echo = reactor.addr("echo", "tcp");
+    let first = tcp(echo);
+    let second = tcp(echo);
+    for stream in [&first, &second] {
+        let mut stream = stream;
+        stream.write_all(b"a").unwrap();
+        let mut buf = [0u8; 1];
+        stream.read_exact(&mut buf).unwrap();
+    }
+    // The third completes its handshake in the kernel's backlog but is not served yet.
+    let mut third = tcp(echo);
+    third.write_all(b"waiting").unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 7];
+    assert!(third.read(&mut buf).is_err(), "served beyond --max-conns");
+
+    // A slot frees: the waiting connection is accepted without any new connection arriving.
+    first.shutdown(Shutdown::Write).unwrap();
+    drop(first);
+    third.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+    third.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"waiting");
+    drop(second);
+}
