@@ -1,1 +1,3 @@
 //! inetloop: a readiness-loop network server and its clients.
+
+pub mod endpoint;
