@@ -20,6 +20,7 @@
 //!   process: the binaries decide what to print and which status to return.
 //! - **`close`** happens when the [`Endpoint`] is dropped.
 
+use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -108,14 +109,19 @@ pub(crate) fn describe(err: &io::Error) -> String {
     }
 }
 
-/// Writes `host` and `port` as URLs and messages do: `example.org:80`, and `[::1]:80` for IPv6,
-/// whose own colons would otherwise be mistaken for the port separator.
-pub fn join_host_port(host: &str, port: u16) -> String {
+/// Writes `host` as URLs and `Host` headers do: an IPv6 address in brackets, so its own colons
+/// are not mistaken for a port separator.
+pub fn bracketed(host: &str) -> Cow<'_, str> {
     if host.contains(':') {
-        format!("[{host}]:{port}")
+        Cow::Owned(format!("[{host}]"))
     } else {
-        format!("{host}:{port}")
+        Cow::Borrowed(host)
     }
+}
+
+/// Writes `host` and `port` as URLs and messages do: `example.org:80`, `[::1]:80`.
+pub fn join_host_port(host: &str, port: u16) -> String {
+    format!("{}:{port}", bracketed(host))
 }
 
 /// Splits `HOST:PORT`, `[IPv6]:PORT`, or (with a `default_port`) a bare `HOST` or `[IPv6]`.
@@ -493,6 +499,8 @@ mod tests {
     fn joins_host_and_port() {
         assert_eq!(join_host_port("example.org", 80), "example.org:80");
         assert_eq!(join_host_port("::1", 8080), "[::1]:8080");
+        assert_eq!(bracketed("::1"), "[::1]");
+        assert_eq!(bracketed("127.0.0.1"), "127.0.0.1");
     }
 
     #[test]
