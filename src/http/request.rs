@@ -106,7 +106,7 @@ impl Request {
         Ok(self)
     }
 
-    pub fn url(&self) -> &Url {
+    pub(crate) fn url(&self) -> &Url {
         &self.url
     }
 
