@@ -17,7 +17,10 @@
 //! - `readiness` — the loop's copy of an event, and the `WouldBlock`/`Interrupted` helpers.
 //! - `clock` — wall-clock text, formatted once per second.
 //! - `config` — the `reactor` command line.
+//! - `endpoint` — blocking TCP/UDP sockets with timeouts (the lab's `Endpoint`), for clients.
+//! - `http/` — an HTTP/1.x client on `httparse`: URL, request, response reader, chunked.
 //! - `bin/reactor.rs` — `main`: parse, log to stderr, bind, announce on stdout, run.
+//! - `bin/http-client.rs` — fetch a URL, or the lab's interactive HTTP client.
 
 /// Logs one line of `--trace-events` output; costs one branch when tracing is off.
 macro_rules! trace_event {
@@ -32,6 +35,8 @@ pub mod buffer;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod endpoint;
+pub mod http;
 pub mod reactor;
 pub mod readiness;
 pub mod services;
