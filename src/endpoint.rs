@@ -361,6 +361,24 @@ impl Endpoint {
         }
     }
 
+    /// A second handle on the same socket (`dup(2)`), e.g. so one thread can write while
+    /// another reads — what a TCP echo client needs to avoid deadlocking against backpressure.
+    pub fn try_clone(&self) -> Result<Endpoint, EndpointError> {
+        let socket = match &self.socket {
+            Socket::Stream(stream) => stream.try_clone().map(Socket::Stream),
+            Socket::Datagram(socket) => socket.try_clone().map(Socket::Datagram),
+            Socket::Listener(listener, timeout) => listener
+                .try_clone()
+                .map(|listener| Socket::Listener(listener, *timeout)),
+        }
+        .map_err(|err| EndpointError::new(format!("duplicate socket of {}", self.name()), err))?;
+        Ok(Endpoint {
+            socket,
+            local: self.local,
+            peer: self.peer,
+        })
+    }
+
     /// The address of the other side, for a connected endpoint.
     pub fn peer(&self) -> Option<SocketAddr> {
         self.peer

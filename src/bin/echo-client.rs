@@ -1,0 +1,195 @@
+//! `echo-client`: the echo service's blocking counterpart (PROTOCOLS.md §5).
+//!
+//! TCP: one thread copies stdin to the socket and then half-closes it (`shutdown(SHUT_WR)`,
+//! "that was all"); the main thread copies the socket to stdout until the server's FIN. Two
+//! threads, because one thread that writes everything before reading would deadlock against the
+//! server's backpressure as soon as both sides' buffers fill. A read waits as long as nothing is
+//! outstanding (a person may take a while to type), but at most the timeout once bytes were sent
+//! and not yet echoed.
+//!
+//! UDP: each stdin line is one datagram (without its newline); its echo is printed as a line.
+//! A reply that does not come within the timeout is reported as lost.
+//!
+//! Exit status: 0 at end of input once every reply arrived; 1 with one line on stderr on any
+//! failure; 2 for a usage error.
+
+use std::io::{self, BufRead, Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use inetloop::endpoint::{Endpoint, join_host_port, parse_host_port};
+
+const USAGE: &str = "\
+usage: echo-client [--udp] [--timeout SECS] [HOST:PORT]
+
+Sends each line of stdin to the echo service and prints each reply line; exits at the end of
+input once every reply has arrived. Default HOST:PORT 127.0.0.1:8081.
+
+  --udp             one datagram per line
+  --timeout SECS    how long a reply may take (default 5)
+  -h, --help        print this help
+";
+
+/// The largest UDP payload over IPv4 (65535 − 8 bytes UDP header − 20 bytes IP header).
+const MAX_DATAGRAM: usize = 65_507;
+
+struct Options {
+    udp: bool,
+    host: String,
+    port: u16,
+    timeout: Duration,
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("echo-client: {message} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let result = if options.udp {
+        run_udp(&options)
+    } else {
+        run_tcp(&options)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("echo-client: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn parse_args() -> Result<Option<Options>, String> {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        return Ok(None);
+    }
+    let udp = args.contains("--udp");
+    let timeout_secs: f64 = args
+        .opt_value_from_str("--timeout")
+        .map_err(|e| format!("--timeout: {e}"))?
+        .unwrap_or(5.0);
+    let timeout = Duration::try_from_secs_f64(timeout_secs)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .ok_or("--timeout: a positive number of seconds")?;
+    let target: Option<String> = args
+        .opt_free_from_str()
+        .map_err(|e| format!("HOST:PORT: {e}"))?;
+    if let Some(extra) = args.finish().first() {
+        return Err(format!("unexpected argument '{}'", extra.to_string_lossy()));
+    }
+    let (host, port) = parse_host_port(target.as_deref().unwrap_or("127.0.0.1:8081"), None)
+        .map_err(|e| e.to_string())?;
+    Ok(Some(Options {
+        udp,
+        host,
+        port,
+        timeout,
+    }))
+}
+
+fn run_tcp(options: &Options) -> Result<(), String> {
+    let target = join_host_port(&options.host, options.port);
+    let mut reader = Endpoint::connect_tcp(&options.host, options.port, options.timeout)
+        .map_err(|e| e.to_string())?;
+    let mut writer = reader.try_clone().map_err(|e| e.to_string())?;
+    let sent = Arc::new(AtomicU64::new(0));
+
+    let sent_by_writer = Arc::clone(&sent);
+    let sender = std::thread::spawn(move || -> Result<(), String> {
+        let mut stdin = io::stdin().lock();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let n = match stdin.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("read standard input: {e}")),
+            };
+            // Count before sending, so the reader never sees an echo it did not expect.
+            sent_by_writer.fetch_add(n as u64, Ordering::SeqCst);
+            writer.send(&chunk[..n]).map_err(|e| e.to_string())?;
+        }
+        writer.shutdown_write().map_err(|e| e.to_string())
+    });
+
+    let mut stdout = io::stdout().lock();
+    let mut received = 0u64;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match reader.recv(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                received += n as u64;
+                stdout
+                    .write_all(&buf[..n])
+                    .and_then(|()| stdout.flush())
+                    .map_err(|e| format!("write output: {e}"))?;
+            }
+            // Nothing outstanding: the user has not typed anything yet; keep waiting.
+            Err(e)
+                if e.kind() == io::ErrorKind::TimedOut
+                    && received == sent.load(Ordering::SeqCst) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    sender
+        .join()
+        .map_err(|_| "the sending thread panicked".to_string())??;
+    let sent = sent.load(Ordering::SeqCst);
+    if received != sent {
+        return Err(format!(
+            "{target} closed the connection after echoing {received} of {sent} bytes"
+        ));
+    }
+    Ok(())
+}
+
+fn run_udp(options: &Options) -> Result<(), String> {
+    let target = join_host_port(&options.host, options.port);
+    let mut endpoint = Endpoint::udp_connected(&options.host, options.port, options.timeout)
+        .map_err(|e| e.to_string())?;
+    let mut stdout = io::stdout().lock();
+    let mut reply = vec![0u8; MAX_DATAGRAM + 1];
+    for line in io::stdin().lock().split(b'\n') {
+        let line = line.map_err(|e| format!("read standard input: {e}"))?;
+        if line.len() > MAX_DATAGRAM {
+            return Err(format!(
+                "a line of {} bytes does not fit in a datagram",
+                line.len()
+            ));
+        }
+        endpoint.send(&line).map_err(|e| e.to_string())?;
+        let n = endpoint.recv(&mut reply).map_err(|e| {
+            if e.kind() == io::ErrorKind::TimedOut {
+                format!(
+                    "no reply from {target} within {:?}: the datagram or its echo was lost",
+                    options.timeout
+                )
+            } else {
+                e.to_string()
+            }
+        })?;
+        if reply[..n] != line[..] {
+            return Err(format!(
+                "malformed reply from {target}: it differs from what was sent"
+            ));
+        }
+        stdout
+            .write_all(&reply[..n])
+            .and_then(|()| stdout.write_all(b"\n"))
+            .and_then(|()| stdout.flush())
+            .map_err(|e| format!("write output: {e}"))?;
+    }
+    Ok(())
+}
