@@ -37,6 +37,9 @@ Options:
                            the cap gets no reply                     (default 10000)
   --max-udp-sessions-per-ip N
                            live UDP time-stream sessions per source IP (default 100)
+  --udp-rate-per-ip N      UDP datagrams served per source IP per second, all
+                           services together (anti-reflection); over it, the
+                           datagram is dropped; 0 = no limit          (default 100)
   --trace-events           log every readiness event and what was done about it
   -v, -vv                  more logging on stderr (debug, trace)
   -q, -qq                  less logging on stderr (warnings, errors only)
@@ -63,6 +66,8 @@ pub struct Settings {
     pub max_udp_sessions: usize,
     /// Live UDP time-stream sessions per source IP.
     pub max_udp_sessions_per_ip: usize,
+    /// UDP datagrams served per source IP per second, all services together; 0 = no limit.
+    pub udp_rate_per_ip: u32,
     /// Log each readiness event and each action (`--trace-events`).
     pub trace_events: bool,
 }
@@ -76,6 +81,7 @@ impl Default for Settings {
             idle_timeout: Some(Duration::from_millis(60_000)),
             max_udp_sessions: 10_000,
             max_udp_sessions_per_ip: 100,
+            udp_rate_per_ip: 100,
             trace_events: false,
         }
     }
@@ -148,6 +154,8 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
             .unwrap_or(defaults.max_udp_sessions),
         max_udp_sessions_per_ip: option(&mut args, "--max-udp-sessions-per-ip", parse_number)?
             .unwrap_or(defaults.max_udp_sessions_per_ip),
+        udp_rate_per_ip: option(&mut args, "--udp-rate-per-ip", parse_number)?
+            .unwrap_or(defaults.udp_rate_per_ip),
         trace_events: args.contains("--trace-events"),
     };
 

@@ -13,6 +13,7 @@
 //!   `time_stream`, `echo`, `daytime`, `rfc868`.
 //! - `buffer` — the line reader and the output buffer every TCP service shares.
 //! - `timer` — the timer heap whose earliest deadline is the poll timeout.
+//! - `rate_limit` — per-source budget for UDP datagrams (no reflection).
 //! - `slots` — the slab with generation-tagged keys behind every token.
 //! - `readiness` — the loop's copy of an event, and the `WouldBlock`/`Interrupted` helpers.
 //! - `clock` — wall-clock text, formatted once per second.
@@ -37,6 +38,7 @@ pub mod config;
 pub mod connection;
 pub mod endpoint;
 pub mod http;
+pub mod rate_limit;
 pub mod reactor;
 pub mod readiness;
 pub mod services;

@@ -17,6 +17,7 @@ use log::{debug, warn};
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
+use crate::rate_limit::Admission;
 use crate::readiness::{Readiness, Verdict, interrupted, would_block};
 use crate::services::{Env, ServiceKind, UdpService};
 
@@ -171,6 +172,9 @@ impl UdpPort {
                 // An empty datagram is a datagram (daytime and RFC 868 requests often are).
                 Ok((n, peer)) => {
                     trace_event!(trace, "{}: read {n} bytes from {peer}", env.label());
+                    if !self.admit(peer, env) {
+                        continue;
+                    }
                     if !self.closing {
                         let datagram = &scratch[..n];
                         self.serve(env, |service, env, out| {
@@ -189,6 +193,24 @@ impl UdpPort {
             }
         }
         Verdict::Yield
+    }
+
+    /// Whether `peer`'s source IP still has budget this second (see `rate_limit.rs`).
+    fn admit(&self, peer: SocketAddr, env: &mut Env) -> bool {
+        match env.udp_sources.check(peer.ip(), env.now) {
+            Admission::Allowed => true,
+            Admission::Refused { first } => {
+                if first {
+                    warn!(
+                        "{} udp: {} sends more than {} datagrams/s; dropping the excess",
+                        self.kind.name(),
+                        peer.ip(),
+                        env.settings.udp_rate_per_ip
+                    );
+                }
+                false
+            }
+        }
     }
 
     pub fn on_timer(&mut self, tag: u64, env: &mut Env, registry: &Registry) {

@@ -5,36 +5,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{Reactor, assert_tick, random_bytes};
-
-/// Runs a client binary with `args`, feeding `stdin`; bounded by a kill after 20 s.
-fn run(binary: &str, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(binary)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn client");
-    let mut input = child.stdin.take().expect("stdin");
-    let stdin = stdin.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let pid = child.id() as i32;
-    let watchdog = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(20));
-        // SAFETY: kill(2) has no memory-safety preconditions; a stale pid gets ESRCH.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    });
-    let output = child.wait_with_output().expect("client output");
-    feeder.join().unwrap();
-    drop(watchdog);
-    output
-}
+use common::{Reactor, assert_tick, random_bytes, run};
 
 fn time_client(args: &[&str]) -> Output {
     run(env!("CARGO_BIN_EXE_time-client"), args, b"")

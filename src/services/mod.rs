@@ -21,6 +21,7 @@ use mio::Token;
 use crate::buffer::OutBuf;
 use crate::clock::WallClock;
 use crate::config::Settings;
+use crate::rate_limit::RateLimiter;
 use crate::slots::KeyLabel;
 use crate::timer::TimerHeap;
 use crate::udp::Outbox;
@@ -42,12 +43,15 @@ pub struct Shared {
     pub settings: Settings,
     pub clock: WallClock,
     pub timers: TimerHeap,
+    /// One UDP budget per source IP, shared by every UDP service.
+    pub udp_sources: RateLimiter,
 }
 
 impl Shared {
     pub fn new(settings: Settings) -> Self {
         Shared {
             now: Instant::now(),
+            udp_sources: RateLimiter::new(settings.udp_rate_per_ip),
             settings,
             clock: WallClock::default(),
             timers: TimerHeap::default(),
@@ -61,6 +65,8 @@ pub struct Env<'a> {
     pub now: Instant,
     pub settings: &'a Settings,
     pub clock: &'a mut WallClock,
+    /// The per-source UDP budget (the UDP plumbing checks it before a service sees a datagram).
+    pub udp_sources: &'a mut RateLimiter,
     timers: &'a mut TimerHeap,
     /// The owner of the timers set through this `Env`.
     token: Token,
@@ -73,6 +79,7 @@ impl<'a> Env<'a> {
             now: shared.now,
             settings: &shared.settings,
             clock: &mut shared.clock,
+            udp_sources: &mut shared.udp_sources,
             timers: &mut shared.timers,
             token,
         }
