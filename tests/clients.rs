@@ -30,7 +30,7 @@ fn assert_success(output: &Output) {
 }
 
 fn assert_ticks_then_au_revoir(output: &Output, ticks: usize) {
-    assert_success(&output);
+    assert_success(output);
     let stdout = String::from_utf8(output.stdout.clone()).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), ticks + 1, "{stdout:?}");
