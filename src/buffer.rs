@@ -36,12 +36,14 @@ impl LineReader {
     pub fn feed(&mut self, input: &[u8]) -> Result<Option<(Vec<u8>, usize)>, LineTooLong> {
         // One extra byte may be a '\r' whose '\n' has not arrived yet.
         let limit = self.max_len + 1;
-        match input.iter().position(|&b| b == b'\n') {
-            Some(newline) => {
-                if self.partial.len() + newline > limit {
+        let mut pieces = input.splitn(2, |&b| b == b'\n');
+        let before_newline = pieces.next().unwrap_or_default();
+        match pieces.next() {
+            Some(_after_newline) => {
+                if self.partial.len() + before_newline.len() > limit {
                     return Err(LineTooLong);
                 }
-                self.partial.extend_from_slice(&input[..newline]);
+                self.partial.extend_from_slice(before_newline);
                 let mut line = std::mem::take(&mut self.partial);
                 if line.last() == Some(&b'\r') {
                     line.pop();
@@ -49,7 +51,7 @@ impl LineReader {
                 if line.len() > self.max_len {
                     return Err(LineTooLong);
                 }
-                Ok(Some((line, newline + 1)))
+                Ok(Some((line, before_newline.len() + 1)))
             }
             None => {
                 if self.partial.len() + input.len() > limit {
@@ -103,6 +105,11 @@ impl OutBuf {
         self.len() == 0
     }
 
+    /// The bytes waiting to be written.
+    pub fn pending(&self) -> &[u8] {
+        self.data.get(self.sent..).unwrap_or_default()
+    }
+
     /// How many more bytes fit.
     pub fn room(&self) -> usize {
         self.limit - self.len()
@@ -127,7 +134,7 @@ impl OutBuf {
     pub fn write_to(&mut self, writer: &mut impl Write) -> io::Result<(Flushed, usize)> {
         let mut written = 0;
         while !self.is_empty() {
-            match writer.write(&self.data[self.sent..]) {
+            match writer.write(self.pending()) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     written += n;

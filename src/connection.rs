@@ -277,9 +277,13 @@ impl Connection {
             trace_event!(trace, "{}: no room, not reading", env.label());
             return Ok(false);
         }
-        let want = room.min(scratch.len());
+        // `want` ≤ the scratch length, so the slice is never the empty default.
+        let buf = scratch
+            .get_mut(..room.min(scratch.len()))
+            .unwrap_or_default();
+        let want = buf.len();
         loop {
-            match self.stream.read(&mut scratch[..want]) {
+            match self.stream.read(buf) {
                 Ok(0) => {
                     trace_event!(trace, "{}: read EOF", env.label());
                     self.input_ready = false;
@@ -299,7 +303,8 @@ impl Connection {
                         self.input_ready = false;
                     }
                     if self.phase == Phase::Serving {
-                        let next = self.service.on_input(&scratch[..n], env, &mut self.out);
+                        let input = buf.get(..n).unwrap_or_default();
+                        let next = self.service.on_input(input, env, &mut self.out);
                         self.apply(next);
                     }
                     return Ok(true);

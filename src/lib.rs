@@ -23,6 +23,13 @@
 //! - `bin/reactor.rs` — `main`: parse, log to stderr, bind, announce on stdout, run.
 //! - `bin/http-client.rs` — fetch a URL, or the lab's interactive HTTP client.
 
+// Nothing a peer, a file or the command line sends may reach a panic: no unwrap, no expect,
+// no unchecked indexing in library code (tests may use them).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 /// Logs one line of `--trace-events` output; costs one branch when tracing is off.
 macro_rules! trace_event {
     ($on:expr, $($arg:tt)+) => {

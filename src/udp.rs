@@ -176,7 +176,7 @@ impl UdpPort {
                         continue;
                     }
                     if !self.closing {
-                        let datagram = &scratch[..n];
+                        let datagram = scratch.get(..n).unwrap_or_default();
                         self.serve(env, |service, env, out| {
                             service.on_datagram(datagram, peer, env, out)
                         });

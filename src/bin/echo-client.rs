@@ -13,6 +13,8 @@
 //! Exit status: 0 at end of input once every reply arrived; 1 with one line on stderr on any
 //! failure; 2 for a usage error.
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::io::{self, BufRead, Read, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -118,7 +120,8 @@ fn run_tcp(options: &Options) -> Result<(), String> {
             };
             // Count before sending, so the reader never sees an echo it did not expect.
             sent_by_writer.fetch_add(n as u64, Ordering::SeqCst);
-            writer.send(&chunk[..n]).map_err(|e| e.to_string())?;
+            let read = chunk.get(..n).unwrap_or_default();
+            writer.send(read).map_err(|e| e.to_string())?;
         }
         writer.shutdown_write().map_err(|e| e.to_string())
     });
@@ -132,7 +135,7 @@ fn run_tcp(options: &Options) -> Result<(), String> {
             Ok(n) => {
                 received += n as u64;
                 stdout
-                    .write_all(&buf[..n])
+                    .write_all(buf.get(..n).unwrap_or_default())
                     .and_then(|()| stdout.flush())
                     .map_err(|e| format!("write output: {e}"))?;
             }
@@ -180,13 +183,14 @@ fn run_udp(options: &Options) -> Result<(), String> {
                 e.to_string()
             }
         })?;
-        if reply[..n] != line[..] {
+        let reply = reply.get(..n).unwrap_or_default();
+        if reply != line {
             return Err(format!(
                 "malformed reply from {target}: it differs from what was sent"
             ));
         }
         stdout
-            .write_all(&reply[..n])
+            .write_all(reply)
             .and_then(|()| stdout.write_all(b"\n"))
             .and_then(|()| stdout.flush())
             .map_err(|e| format!("write output: {e}"))?;

@@ -10,6 +10,8 @@
 //! Exit status: 0 when a response arrived (whatever its code), 1 when the exchange failed,
 //! 2 for a usage error. Failures are one line on stderr, `http-client: <what failed>`.
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, BufRead, IsTerminal};

@@ -5,6 +5,8 @@
 //! thread to the loop until SIGINT/SIGTERM. Errors are one line on stderr: status 2 for a bad
 //! command line, 1 for anything that fails at run time.
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 

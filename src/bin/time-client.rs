@@ -8,6 +8,8 @@
 //! Exit status: 0 after `Au Revoir`; 1 with one line on stderr if anything went wrong (refused,
 //! timeout, unknown host, a reply that is not a tick); 2 for a usage error.
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -130,7 +132,7 @@ fn run(options: &Options) -> Result<(), String> {
         let mut datagram = [0u8; MAX_REPLY];
         loop {
             let n = endpoint.recv(&mut datagram).map_err(|e| explain(&e))?;
-            let text = std::str::from_utf8(&datagram[..n])
+            let text = std::str::from_utf8(datagram.get(..n).unwrap_or_default())
                 .map_err(|_| format!("malformed reply from {target}: not UTF-8"))?;
             if show(text)? {
                 return Ok(());
