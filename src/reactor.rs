@@ -25,6 +25,7 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Settings;
 use crate::connection::Connection;
@@ -49,6 +50,10 @@ pub const ACCEPT_BUDGET: usize = 64;
 pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// After SIGINT/SIGTERM, how long goodbyes may take to flush before the process exits anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(750);
+/// Connections the kernel may complete and queue before we `accept` them (capped by
+/// `net.core.somaxconn`). A burst of clients larger than this sees SYNs dropped and retried a
+/// second later, so it is sized for bursts, not for the steady state.
+pub const LISTEN_BACKLOG: i32 = 1024;
 /// Tries at finding a port free for both TCP and UDP when the OS chooses (port 0).
 const BIND_ATTEMPTS: usize = 20;
 
@@ -568,7 +573,7 @@ fn bind_pair(
     loop {
         attempts += 1;
         let listener =
-            TcpListener::bind(SocketAddr::new(ip, port)).map_err(|e| error("tcp", port, e))?;
+            tcp_listener(SocketAddr::new(ip, port)).map_err(|e| error("tcp", port, e))?;
         let chosen = listener
             .local_addr()
             .map_err(|e| error("tcp", port, e))?
@@ -583,6 +588,18 @@ fn bind_pair(
             Err(e) => return Err(error("udp", chosen, e)),
         }
     }
+}
+
+/// A non-blocking listener with a backlog of [`LISTEN_BACKLOG`] (mio's own `bind` uses 128).
+fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Rebinding right after a restart must not wait for old connections' TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    // socket2 leaves sockets blocking; a blocking listener would stall the loop in `accept`.
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 #[cfg(test)]
