@@ -48,7 +48,8 @@ Options:
 
 stdout carries only one 'listening <service> <tcp|udp> <ip:port>' line per bound
 socket; logs go to stderr. SIGINT/SIGTERM: stop accepting, send 'Au Revoir' to
-every time-stream session, flush, exit 0 within a second.
+every time-stream session, flush, exit 0 within a second. SIGUSR1: log a status
+line (connections, timers, queued replies).
 ";
 
 /// What the services need to know at run time.

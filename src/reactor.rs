@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -243,9 +243,10 @@ impl Reactor {
         self.connections
     }
 
-    /// Makes SIGINT and SIGTERM events of this loop (a self-pipe registered under [`SIGNALS`]).
+    /// Makes SIGINT, SIGTERM (graceful shutdown) and SIGUSR1 (log a status line) events of this
+    /// loop: signal-hook's handler writes to a self-pipe registered under [`SIGNALS`].
     pub fn watch_signals(&mut self) -> io::Result<()> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -481,11 +482,32 @@ impl Reactor {
         let Some(signals) = &mut self.signals else {
             return;
         };
+        // Drain every pending signal: the self-pipe raised one edge for all of them.
         let received: Vec<i32> = signals.pending().collect();
         for signal in received {
-            info!("signal {signal}: shutting down");
-            self.begin_shutdown();
+            if signal == SIGUSR1 {
+                info!("{}", self.status());
+            } else {
+                info!("signal {signal}: shutting down");
+                self.begin_shutdown();
+            }
         }
+    }
+
+    /// One line for SIGUSR1: what the loop holds right now.
+    fn status(&self) -> String {
+        let udp_queued = self
+            .entries
+            .values()
+            .filter(|entry| matches!(entry, Entry::Udp(port) if !port.is_drained()))
+            .count();
+        format!(
+            "status: {} TCP connections, {} timers pending, {} UDP sockets with queued replies, {} sockets to replay",
+            self.connections,
+            self.shared.timers.len(),
+            udp_queued,
+            self.replay.len()
+        )
     }
 
     /// Fires the timers due now. Only those already in the heap: a timer set by a handler for

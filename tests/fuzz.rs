@@ -66,7 +66,14 @@ fn random_bytes_at_every_tcp_service_get_the_right_answer() {
 
 #[test]
 fn random_datagrams_at_every_udp_service_get_the_right_answer() {
-    let reactor = Reactor::start(&["--ticks", "1", "--interval-ms", "1", "--udp-rate-per-ip", "0"]);
+    let reactor = Reactor::start(&[
+        "--ticks",
+        "1",
+        "--interval-ms",
+        "1",
+        "--udp-rate-per-ip",
+        "0",
+    ]);
     let mut buf = vec![0u8; 65_536];
     for round in 0..100u64 {
         let datagram = random_bytes((round as usize * 397) % 9000, round);

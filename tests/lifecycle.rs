@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener};
+use std::net::{Shutdown, TcpListener, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -162,6 +162,34 @@ fn sigterm_says_au_revoir_to_every_session_and_exits_0_within_a_second() {
         Vec::<String>::new(),
         "stdout carries only listening lines"
     );
+
+    // Every socket was really closed: the same ports bind again at once.
+    TcpListener::bind(reactor.addr("time", "tcp")).expect("the TCP port binds again");
+    UdpSocket::bind(reactor.addr("time", "udp")).expect("the UDP port binds again");
+}
+
+#[test]
+fn a_hundred_signals_during_a_session_interrupt_nothing() {
+    let reactor = Reactor::start(&["--ticks", "5", "--interval-ms", "100"]);
+    let stream = tcp(reactor.addr("time", "tcp"));
+    (&stream).write_all(b"Bonjour\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let started = Instant::now();
+    assert_tick(read_line(&mut reader).trim_end());
+    // SIGUSR1 logs a status line; each one also interrupts epoll_wait (EINTR).
+    for _ in 0..100 {
+        reactor.signal(libc::SIGUSR1);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for k in 1..5u32 {
+        assert_tick(read_line(&mut reader).trim_end());
+        assert!(started.elapsed() >= Duration::from_millis(100) * k - Duration::from_millis(5));
+    }
+    assert_eq!(read_line(&mut reader), "Au Revoir\n");
+    assert_eq!(read_to_end(&mut reader), b"");
+    let log = reactor.log();
+    assert!(log.contains("status: "), "SIGUSR1 logs a status line");
+    assert!(!log.contains("shutting down"));
 }
 
 #[test]

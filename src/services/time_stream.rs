@@ -284,3 +284,63 @@ impl UdpService for UdpTimeStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::Shared;
+    use mio::Token;
+    use std::time::Duration;
+
+    #[test]
+    fn ticks_are_scheduled_from_the_start_so_late_wakeups_never_add_up() {
+        let mut shared = Shared::new(Settings {
+            ticks: 4,
+            interval: Duration::from_secs(1),
+            ..Settings::default()
+        });
+        let start = shared.now;
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut session = TcpTimeStream::new("127.0.0.1:9".parse().unwrap());
+        let mut out = OutBuf::new(1024);
+        let token = Token(7);
+
+        let next = session.on_input(b"Bonjour\r\n", &mut Env::new(&mut shared, token), &mut out);
+        assert_eq!(next, Next::Continue);
+        // The loop wakes up late every time; each deadline still counts from the greeting.
+        for (woke_at, expected) in [(1300, 2000), (2950, 3000)] {
+            let timer = shared.timers.pop().unwrap();
+            assert_eq!((timer.token, timer.tag), (token, 0));
+            assert!(u128::from(woke_at) >= (timer.deadline - start).as_millis());
+            shared.now = at(woke_at);
+            let next = session.on_timer(0, &mut Env::new(&mut shared, token), &mut out);
+            assert_eq!(next, Next::Continue);
+            assert_eq!(shared.timers.peek().unwrap().deadline, at(expected));
+        }
+        shared.now = at(3001);
+        shared.timers.pop();
+        let next = session.on_timer(0, &mut Env::new(&mut shared, token), &mut out);
+        assert_eq!(next, Next::Close, "4 ticks, then the session ends");
+        assert!(shared.timers.is_empty());
+
+        let text = String::from_utf8(out.pending().to_vec()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text:?}");
+        assert_eq!(lines[4], AU_REVOIR);
+    }
+
+    #[test]
+    fn zero_ticks_is_just_au_revoir_and_shutdown_says_goodbye_once() {
+        let mut shared = Shared::new(Settings {
+            ticks: 0,
+            ..Settings::default()
+        });
+        let mut session = TcpTimeStream::new("127.0.0.1:9".parse().unwrap());
+        let mut out = OutBuf::new(1024);
+        let mut env = Env::new(&mut shared, Token(1));
+        assert_eq!(session.on_input(b"hi\n", &mut env, &mut out), Next::Close);
+        assert_eq!(out.pending(), b"Au Revoir\n");
+        assert_eq!(session.on_shutdown(&mut env, &mut out), Next::Close);
+        assert_eq!(out.pending(), b"Au Revoir\n", "no second goodbye");
+    }
+}
