@@ -413,7 +413,14 @@ impl Reactor {
                     self.open_connection(stream, peer, kind);
                 }
                 // The backlog is empty: the next connection raises a new edge.
-                Err(e) if would_block(&e) => return,
+                Err(e) if would_block(&e) => {
+                    let label = KeyLabel(token.0);
+                    trace_event!(
+                        self.shared.settings.trace_events,
+                        "{label}: accept WouldBlock"
+                    );
+                    return;
+                }
                 Err(e) if interrupted(&e) => {}
                 // The peer gave up between SYN and accept: that connection only.
                 Err(e) if is_per_connection(&e) => debug!("{} accept: {e}", kind.name()),

@@ -20,6 +20,7 @@ use mio::{Interest, Registry, Token};
 use crate::rate_limit::Admission;
 use crate::readiness::{Readiness, Verdict, interrupted, would_block};
 use crate::services::{Env, ServiceKind, UdpService};
+use crate::slots::KeyLabel;
 
 /// Datagrams read per readable event before the port yields to the other sockets.
 pub const RECV_BUDGET: usize = 256;
@@ -41,7 +42,7 @@ impl SendQueue {
     }
 
     /// Sends queued datagrams until the queue is empty or the kernel would block.
-    fn flush(&mut self, socket: &UdpSocket, trace: bool) {
+    fn flush(&mut self, socket: &UdpSocket, trace: Trace) {
         while let Some((peer, payload)) = self.datagrams.front() {
             match send_now(socket, payload, *peer, trace) {
                 Sent::Blocked => return,
@@ -55,11 +56,18 @@ impl SendQueue {
     }
 }
 
+/// Whether to trace sends (`--trace-events`), and under which token.
+#[derive(Clone, Copy)]
+struct Trace {
+    on: bool,
+    label: KeyLabel,
+}
+
 /// What a UDP service sends with: the socket and its queue.
 pub struct Outbox<'a> {
     socket: &'a UdpSocket,
     queue: &'a mut SendQueue,
-    trace: bool,
+    trace: Trace,
 }
 
 impl Outbox<'_> {
@@ -88,15 +96,16 @@ enum Sent {
     Blocked,
 }
 
-fn send_now(socket: &UdpSocket, payload: &[u8], peer: SocketAddr, trace: bool) -> Sent {
+fn send_now(socket: &UdpSocket, payload: &[u8], peer: SocketAddr, trace: Trace) -> Sent {
+    let Trace { on, label } = trace;
     loop {
         match socket.send_to(payload, peer) {
             Ok(n) => {
-                trace_event!(trace, "sent {n} bytes to {peer}");
+                trace_event!(on, "{label}: sent {n} bytes to {peer}");
                 return Sent::Done;
             }
             Err(e) if would_block(&e) => {
-                trace_event!(trace, "send to {peer}: WouldBlock, queueing");
+                trace_event!(on, "{label}: send to {peer}: WouldBlock, queueing");
                 return Sent::Blocked;
             }
             Err(e) if interrupted(&e) => continue,
@@ -106,6 +115,13 @@ fn send_now(socket: &UdpSocket, payload: &[u8], peer: SocketAddr, trace: bool) -
                 return Sent::Done;
             }
         }
+    }
+}
+
+fn trace_of(env: &Env) -> Trace {
+    Trace {
+        on: env.settings.trace_events,
+        label: env.label(),
     }
 }
 
@@ -153,9 +169,8 @@ impl UdpPort {
         registry: &Registry,
         scratch: &mut [u8],
     ) -> Verdict {
-        let trace = env.settings.trace_events;
         if ready.writable {
-            self.queue.flush(&self.socket, trace);
+            self.queue.flush(&self.socket, trace_of(env));
         }
         let mut verdict = Verdict::Keep;
         if ready.wants_read() {
@@ -238,7 +253,7 @@ impl UdpPort {
         let mut out = Outbox {
             socket: &self.socket,
             queue: &mut self.queue,
-            trace: env.settings.trace_events,
+            trace: trace_of(env),
         };
         call(self.service.as_mut(), env, &mut out);
     }
