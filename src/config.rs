@@ -40,6 +40,9 @@ Options:
   --udp-rate-per-ip N      UDP datagrams served per source IP per second, all
                            services together (anti-reflection); over it, the
                            datagram is dropped; 0 = no limit          (default 100)
+  --threads N              independent event loops, each with its own sockets on the
+                           same ports (SO_REUSEPORT); the limits above are shared
+                           out equally among them                    (default 1)
   --trace-events           log every readiness event and what was done about it
   -v, -vv                  more logging on stderr (debug, trace)
   -q, -qq                  less logging on stderr (warnings, errors only)
@@ -88,10 +91,27 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// One loop's share when `loops` loops serve together: each limit divided, rounded up
+    /// (0, "no limit", stays 0). Each loop enforces its share on the clients the kernel gives it.
+    pub fn share(&self, loops: usize) -> Settings {
+        let part = |total: usize| total.div_ceil(loops.max(1));
+        Settings {
+            max_conns: part(self.max_conns),
+            max_udp_sessions: part(self.max_udp_sessions),
+            max_udp_sessions_per_ip: part(self.max_udp_sessions_per_ip),
+            udp_rate_per_ip: self.udp_rate_per_ip.div_ceil(loops.max(1) as u32),
+            ..self.clone()
+        }
+    }
+}
+
 /// Everything `reactor` was asked to do.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub bind: IpAddr,
+    /// Event loops (`--threads`), each a `Reactor` on its own thread.
+    pub threads: usize,
     /// The services that are on, with their port (0 = OS's choice).
     pub services: Vec<(ServiceKind, u16)>,
     pub settings: Settings,
@@ -127,6 +147,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
     }
     let defaults = Settings::default();
     let bind = option(&mut args, "--bind", parse_ip)?.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let threads = positive(&mut args, "--threads", 1)?;
 
     let mut services = Vec::new();
     for kind in ServiceKind::ALL {
@@ -182,6 +203,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
     }
     Ok(Command::Run(Config {
         bind,
+        threads,
         services,
         settings,
         log_level,
@@ -297,6 +319,23 @@ mod tests {
         assert_eq!(config.settings.idle_timeout, None);
         assert_eq!(run_config(&["-v", "-v"]).log_level, LevelFilter::Trace);
         assert_eq!(run_config(&["-vv"]).log_level, LevelFilter::Trace);
+        assert_eq!(run_config(&[]).threads, 1);
+        assert_eq!(run_config(&["--threads", "2"]).threads, 2);
+    }
+
+    #[test]
+    fn each_loop_gets_an_equal_share_of_every_limit() {
+        let settings = Settings {
+            max_conns: 10_001,
+            udp_rate_per_ip: 0,
+            ..Settings::default()
+        };
+        let share = settings.share(2);
+        assert_eq!(share.max_conns, 5001);
+        assert_eq!(share.max_udp_sessions, 5000);
+        assert_eq!(share.max_udp_sessions_per_ip, 50);
+        assert_eq!(share.udp_rate_per_ip, 0, "no limit stays no limit");
+        assert_eq!(share.ticks, settings.ticks);
     }
 
     #[test]
@@ -313,6 +352,7 @@ mod tests {
             err(&["--max-conns", "0"]),
             "--max-conns: must be at least 1"
         );
+        assert_eq!(err(&["--threads", "0"]), "--threads: must be at least 1");
         assert!(err(&["--frobnicate"]).contains("unexpected argument '--frobnicate'"));
         assert!(matches!(parse(&["--help"]), Ok(Command::Help)));
         assert!(matches!(parse(&["-V"]), Ok(Command::Version)));

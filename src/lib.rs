@@ -8,6 +8,7 @@
 //!
 //! - `reactor` — the loop: poll, dispatch by token, replay, timers, accept, shutdown.
 //! - `connection` — TCP plumbing: read until `WouldBlock`, bounded output, interest, close.
+//! - `listen` — binding each service's TCP listener and UDP socket on one port.
 //! - `udp` — UDP plumbing: receive until `WouldBlock`, replies with a bounded send queue.
 //! - `services/` — the protocols as state machines with the same entry points:
 //!   `time_stream`, `echo`, `daytime`, `rfc868`.
@@ -45,6 +46,7 @@ pub mod config;
 pub mod connection;
 pub mod endpoint;
 pub mod http;
+pub mod listen;
 pub mod rate_limit;
 pub mod reactor;
 pub mod readiness;

@@ -21,14 +21,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Settings;
 use crate::connection::Connection;
+use crate::listen::{BindError, BoundSocket, Proto, bind_pair};
 use crate::readiness::{Readiness, Verdict, interrupted, would_block};
 use crate::services::{Env, ServiceKind, Shared};
 use crate::slots::{KeyLabel, Slots};
@@ -50,64 +50,6 @@ pub const ACCEPT_BUDGET: usize = 64;
 pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// After SIGINT/SIGTERM, how long goodbyes may take to flush before the process exits anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(750);
-/// Connections the kernel may complete and queue before we `accept` them (capped by
-/// `net.core.somaxconn`). A burst of clients larger than this sees SYNs dropped and retried a
-/// second later, so it is sized for bursts, not for the steady state.
-pub const LISTEN_BACKLOG: i32 = 1024;
-/// Tries at finding a port free for both TCP and UDP when the OS chooses (port 0).
-const BIND_ATTEMPTS: usize = 20;
-
-/// Transport of a bound socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl Proto {
-    pub fn name(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-}
-
-/// A socket the reactor serves on, as announced on stdout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BoundSocket {
-    pub kind: ServiceKind,
-    pub proto: Proto,
-    pub addr: SocketAddr,
-}
-
-impl std::fmt::Display for BoundSocket {
-    /// The stdout contract: `listening <service> <tcp|udp> <ip:port>`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "listening {} {} {}",
-            self.kind.name(),
-            self.proto.name(),
-            self.addr
-        )
-    }
-}
-
-/// A service's sockets could not be bound.
-#[derive(Debug)]
-pub struct BindError {
-    pub what: String,
-    pub source: io::Error,
-}
-
-impl std::fmt::Display for BindError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot bind {}: {}", self.what, self.source)
-    }
-}
-
-impl std::error::Error for BindError {}
 
 /// What a token stands for.
 enum Entry {
@@ -170,14 +112,16 @@ impl Reactor {
     }
 
     /// Binds a service on TCP and UDP with the same port number and registers both sockets.
-    /// Port 0 lets the OS choose a port that is free for both.
+    /// Port 0 lets the OS choose a port that is free for both. `reuse_port` lets other loops
+    /// (`--threads`) bind the same port (see [`bind_pair`]).
     pub fn bind_service(
         &mut self,
         ip: IpAddr,
         kind: ServiceKind,
         port: u16,
+        reuse_port: bool,
     ) -> Result<(), BindError> {
-        let (listener, udp) = bind_pair(ip, kind, port)?;
+        let (listener, udp) = bind_pair(ip, kind, port, reuse_port)?;
         // The addresses the sockets really got (the port the OS chose, for port 0).
         let addr_error = |source| BindError {
             what: format!("{} {ip}", kind.name()),
@@ -588,49 +532,6 @@ fn is_per_connection(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::ConnectionAborted || err.raw_os_error() == Some(EPROTO)
 }
 
-/// Binds TCP and UDP on the same port number; for port 0, retries until one is free for both.
-fn bind_pair(
-    ip: IpAddr,
-    kind: ServiceKind,
-    port: u16,
-) -> Result<(TcpListener, UdpSocket), BindError> {
-    let error = |proto: &str, port: u16, source| BindError {
-        what: format!("{} {proto} {}", kind.name(), SocketAddr::new(ip, port)),
-        source,
-    };
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let listener =
-            tcp_listener(SocketAddr::new(ip, port)).map_err(|e| error("tcp", port, e))?;
-        let chosen = listener
-            .local_addr()
-            .map_err(|e| error("tcp", port, e))?
-            .port();
-        match UdpSocket::bind(SocketAddr::new(ip, chosen)) {
-            Ok(udp) => return Ok((listener, udp)),
-            // The OS picked a TCP port whose UDP twin is taken: pick again.
-            Err(e)
-                if port == 0
-                    && e.kind() == io::ErrorKind::AddrInUse
-                    && attempts < BIND_ATTEMPTS => {}
-            Err(e) => return Err(error("udp", chosen, e)),
-        }
-    }
-}
-
-/// A non-blocking listener with a backlog of [`LISTEN_BACKLOG`] (mio's own `bind` uses 128).
-fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // Rebinding right after a restart must not wait for old connections' TIME_WAIT.
-    socket.set_reuse_address(true)?;
-    // socket2 leaves sockets blocking; a blocking listener would stall the loop in `accept`.
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(TcpListener::from_std(socket.into()))
-}
-
 #[cfg(test)]
 mod tests {
     //! The dispatcher driven with crafted events: what the kernel cannot be made to do on
@@ -644,7 +545,7 @@ mod tests {
     fn echo_reactor() -> (Reactor, SocketAddr) {
         let mut reactor = Reactor::new(Settings::default()).unwrap();
         reactor
-            .bind_service(Ipv4Addr::LOCALHOST.into(), ServiceKind::Echo, 0)
+            .bind_service(Ipv4Addr::LOCALHOST.into(), ServiceKind::Echo, 0, false)
             .unwrap();
         let addr = reactor.bound()[0].addr;
         (reactor, addr)

@@ -280,3 +280,53 @@ fn at_max_conns_new_connections_wait_and_are_served_when_a_slot_frees() {
     assert_eq!(&buf, b"waiting");
     drop(second);
 }
+
+#[test]
+fn two_event_loops_share_the_ports_and_stop_together() {
+    let mut reactor =
+        Reactor::start(&["--threads", "2", "--ticks", "1000", "--interval-ms", "1000"]);
+    assert_eq!(reactor.proc_status("Threads"), 2, "one thread per loop");
+    // Sessions spread over both loops (the kernel hashes each connection to one listener).
+    let mut sessions: Vec<_> = (0..40)
+        .map(|i| {
+            let stream = tcp(reactor.addr("time", "tcp"));
+            (&stream)
+                .write_all(format!("client {i}\n").as_bytes())
+                .unwrap();
+            let mut reader = BufReader::new(stream);
+            assert_tick(read_line(&mut reader).trim_end());
+            reader
+        })
+        .collect();
+    let peers: Vec<_> = (0..20)
+        .map(|_| {
+            let socket = udp(reactor.addr("time", "udp"));
+            socket.send(b"Bonjour").unwrap();
+            assert_tick(&recv_text(&socket));
+            socket
+        })
+        .collect();
+    let echo = udp(reactor.addr("echo", "udp"));
+    echo.send(b"both").unwrap();
+    assert_eq!(recv_text(&echo), "both");
+
+    let signalled = Instant::now();
+    reactor.signal(libc::SIGTERM);
+    for reader in &mut sessions {
+        let mut line = read_line(reader);
+        while line != "Au Revoir\n" {
+            assert_tick(line.trim_end());
+            line = read_line(reader);
+        }
+    }
+    drop(sessions);
+    for socket in &peers {
+        let mut text = recv_text(socket);
+        while text != "Au Revoir" {
+            text = recv_text(socket);
+        }
+    }
+    let status = reactor.wait_exit(Duration::from_secs(3)).expect("exits");
+    assert!(status.success());
+    assert!(signalled.elapsed() < Duration::from_secs(1));
+}

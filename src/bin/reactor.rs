@@ -11,6 +11,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use inetloop::config::{Command, Config, USAGE, parse_args};
+use inetloop::listen::Proto;
 use inetloop::reactor::Reactor;
 use log::{LevelFilter, info};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
@@ -46,32 +47,70 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config) -> Result<(), String> {
-    let mut reactor =
-        Reactor::new(config.settings).map_err(|e| format!("cannot create poller: {e}"))?;
-    for &(kind, port) in &config.services {
-        reactor
-            .bind_service(config.bind, kind, port)
-            .map_err(|e| e.to_string())?;
-    }
-    reactor
-        .watch_signals()
-        .map_err(|e| format!("cannot watch signals: {e}"))?;
-
+    let loops = bind_loops(&config)?;
     // The stdout contract: one line per bound socket, flushed before any client is served.
+    // With --threads every loop has the same sockets; they are announced once.
     let mut stdout = std::io::stdout().lock();
-    for socket in reactor.bound() {
+    for socket in loops.first().map(Reactor::bound).unwrap_or_default() {
         writeln!(stdout, "{socket}").map_err(|e| format!("stdout: {e}"))?;
     }
     stdout.flush().map_err(|e| format!("stdout: {e}"))?;
     drop(stdout);
-
     info!(
-        "serving {} sockets; SIGINT or SIGTERM stops",
-        reactor.bound().len()
+        "serving with {} event loop(s); SIGINT or SIGTERM stops",
+        loops.len()
     );
-    reactor.run().map_err(|e| format!("event loop: {e}"))?;
+
+    let mut loops = loops.into_iter();
+    let mut main_loop = loops.next().ok_or("no event loop")?;
+    let others = loops
+        .enumerate()
+        .map(|(i, mut reactor)| {
+            std::thread::Builder::new()
+                .name(format!("loop-{}", i + 1))
+                .spawn(move || reactor.run())
+                .map_err(|e| format!("cannot start an event loop thread: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    main_loop.run().map_err(|e| format!("event loop: {e}"))?;
+    for (i, handle) in others.into_iter().enumerate() {
+        match handle.join() {
+            Ok(result) => result.map_err(|e| format!("event loop {}: {e}", i + 1))?,
+            Err(_) => return Err(format!("event loop {} panicked", i + 1)),
+        }
+    }
     info!("stopped");
     Ok(())
+}
+
+/// One `Reactor` per `--threads`, each with its own sockets and signal pipe. The first binds
+/// the requested ports (the OS chooses for port 0); the others bind the ports it got, with
+/// `SO_REUSEPORT`, so the kernel spreads clients among the loops.
+fn bind_loops(config: &Config) -> Result<Vec<Reactor>, String> {
+    let reuse_port = config.threads > 1;
+    let settings = config.settings.share(config.threads);
+    let mut loops = Vec::with_capacity(config.threads);
+    let mut ports = config.services.clone();
+    for _ in 0..config.threads {
+        let mut reactor =
+            Reactor::new(settings.clone()).map_err(|e| format!("cannot create poller: {e}"))?;
+        for &(kind, port) in &ports {
+            reactor
+                .bind_service(config.bind, kind, port, reuse_port)
+                .map_err(|e| e.to_string())?;
+        }
+        reactor
+            .watch_signals()
+            .map_err(|e| format!("cannot watch signals: {e}"))?;
+        ports = reactor
+            .bound()
+            .iter()
+            .filter(|socket| socket.proto == Proto::Tcp)
+            .map(|socket| (socket.kind, socket.addr.port()))
+            .collect();
+        loops.push(reactor);
+    }
+    Ok(loops)
 }
 
 fn init_logging(level: LevelFilter) {

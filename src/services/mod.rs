@@ -103,7 +103,7 @@ impl<'a> Env<'a> {
 
 /// A TCP service's per-connection state machine. Once an entry point returns [`Next::Close`]
 /// the service is not called again; any input that still arrives is discarded by the plumbing.
-pub trait TcpService {
+pub trait TcpService: Send {
     /// The connection was just accepted.
     fn on_open(&mut self, env: &mut Env, out: &mut OutBuf) -> Next;
     /// Bytes arrived: never more than [`TcpService::input_room`] allowed.
@@ -130,7 +130,7 @@ pub trait TcpService {
 }
 
 /// A UDP service: one per bound UDP socket, keeping whatever per-peer state it needs.
-pub trait UdpService {
+pub trait UdpService: Send {
     /// A datagram (possibly empty) arrived from `peer`.
     fn on_datagram(&mut self, payload: &[u8], peer: SocketAddr, env: &mut Env, out: &mut Outbox);
     /// A timer set with [`Env::set_timer`] is due.

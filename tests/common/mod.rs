@@ -143,8 +143,8 @@ impl Reactor {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// A field of `/proc/<pid>/status`, in kB (e.g. `VmRSS`).
-    pub fn status_kib(&self, field: &str) -> u64 {
+    /// A numeric field of `/proc/<pid>/status` (e.g. `VmRSS` in kB, `Threads`).
+    pub fn proc_status(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("read /proc/<pid>/status");
         status
@@ -156,7 +156,7 @@ impl Reactor {
 
     /// Resident memory in KiB.
     pub fn rss_kib(&self) -> u64 {
-        self.status_kib("VmRSS")
+        self.proc_status("VmRSS")
     }
 
     /// Open descriptors of the process.
