@@ -18,6 +18,7 @@
 //! - `slots` — the slab with generation-tagged keys behind every token.
 //! - `readiness` — the loop's copy of an event, and the `WouldBlock`/`Interrupted` helpers.
 //! - `clock` — wall-clock text, formatted once per second.
+//! - `cli` — the command-line conventions the blocking clients share.
 //! - `config` — the `reactor` command line.
 //! - `endpoint` — blocking TCP/UDP sockets with timeouts (the lab's `Endpoint`), for clients.
 //! - `http/` — an HTTP/1.x client on `httparse`: URL, request, response reader, chunked.
@@ -41,6 +42,7 @@ macro_rules! trace_event {
 }
 
 pub mod buffer;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connection;

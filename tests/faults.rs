@@ -13,7 +13,8 @@ use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use common::{
-    IO_TIMEOUT, Reactor, assert_tick, random_bytes, read_line, read_to_end, recv_text, tcp, udp,
+    IO_TIMEOUT, Reactor, assert_tick, eventually, expect_au_revoir_tcp, expect_au_revoir_udp,
+    greeted_tcp, greeted_udp, random_bytes, read_line, read_to_end, recv_text, tcp, udp,
 };
 
 /// Clock ticks per second for /proc/<pid>/stat (Linux's USER_HZ is 100 on every architecture).
@@ -37,15 +38,6 @@ fn cpu_share(reactor: &Reactor, window: Duration) -> f64 {
     std::thread::sleep(window);
     let used = reactor.cpu_ticks() - before;
     used as f64 / TICKS_PER_SECOND as f64 / window.as_secs_f64()
-}
-
-/// Waits until `done` holds, polling; fails after `limit`.
-fn eventually(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Closes with RST instead of FIN (`SO_LINGER` with a zero timeout).
@@ -376,45 +368,18 @@ fn sigterm_with_a_thousand_live_sessions_exits_0_within_a_second_after_au_revoir
         "--udp-rate-per-ip",
         "0",
     ]);
-    let mut tcp_sessions: Vec<BufReader<TcpStream>> = (0..800)
-        .map(|_| {
-            let stream = tcp(reactor.addr("time", "tcp"));
-            (&stream).write_all(b"Bonjour\n").unwrap();
-            BufReader::new(stream)
-        })
+    let mut tcp_sessions: Vec<_> = (0..800)
+        .map(|_| greeted_tcp(reactor.addr("time", "tcp")))
         .collect();
-    for reader in &mut tcp_sessions {
-        assert_tick(read_line(reader).trim_end());
-    }
-    let udp_sessions: Vec<UdpSocket> = (0..200)
-        .map(|_| {
-            let socket = udp(reactor.addr("time", "udp"));
-            socket.send(b"Bonjour").unwrap();
-            socket
-        })
+    let udp_sessions: Vec<_> = (0..200)
+        .map(|_| greeted_udp(reactor.addr("time", "udp")))
         .collect();
-    for socket in &udp_sessions {
-        assert_tick(&recv_text(socket));
-    }
 
     let signalled = Instant::now();
     reactor.signal(libc::SIGTERM);
-    for reader in &mut tcp_sessions {
-        let mut line = read_line(reader);
-        while line != "Au Revoir\n" {
-            assert_tick(line.trim_end()); // a tick may have raced the signal
-            line = read_line(reader);
-        }
-        assert_eq!(read_to_end(reader), b"");
-    }
+    tcp_sessions.iter_mut().for_each(expect_au_revoir_tcp);
     drop(tcp_sessions);
-    for socket in &udp_sessions {
-        let mut text = recv_text(socket);
-        while text != "Au Revoir" {
-            assert_tick(&text);
-            text = recv_text(socket);
-        }
-    }
+    udp_sessions.iter().for_each(expect_au_revoir_udp);
     let status = reactor.wait_exit(Duration::from_secs(3)).expect("exits");
     let took = signalled.elapsed();
     assert!(status.success(), "{status}");

@@ -8,7 +8,10 @@ use std::net::{Shutdown, TcpListener, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Reactor, assert_tick, read_line, read_to_end, recv_text, tcp, udp};
+use common::{
+    Reactor, assert_tick, eventually, expect_au_revoir_tcp, expect_au_revoir_udp, greeted_tcp,
+    greeted_udp, read_line, read_to_end, recv_text, tcp, udp,
+};
 
 /// Runs `reactor` with `args` to completion; returns (status code, stdout, stderr).
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
@@ -105,23 +108,10 @@ fn help_and_version_go_to_stdout_and_exit_0() {
 fn sigterm_says_au_revoir_to_every_session_and_exits_0_within_a_second() {
     let mut reactor = Reactor::start(&["--ticks", "1000", "--interval-ms", "1000"]);
     let mut tcp_sessions: Vec<_> = (0..30)
-        .map(|i| {
-            let stream = tcp(reactor.addr("time", "tcp"));
-            (&stream)
-                .write_all(format!("client {i}\n").as_bytes())
-                .unwrap();
-            let mut reader = BufReader::new(stream);
-            assert_tick(read_line(&mut reader).trim_end());
-            reader
-        })
+        .map(|_| greeted_tcp(reactor.addr("time", "tcp")))
         .collect();
     let udp_sessions: Vec<_> = (0..10)
-        .map(|_| {
-            let socket = udp(reactor.addr("time", "udp"));
-            socket.send(b"Bonjour").unwrap();
-            assert_tick(&recv_text(&socket));
-            socket
-        })
+        .map(|_| greeted_udp(reactor.addr("time", "udp")))
         .collect();
     // An echo client in the middle of a conversation is closed cleanly too.
     let mut echo = tcp(reactor.addr("echo", "tcp"));
@@ -131,24 +121,8 @@ fn sigterm_says_au_revoir_to_every_session_and_exits_0_within_a_second() {
 
     let signalled = Instant::now();
     reactor.signal(libc::SIGTERM);
-    for reader in &mut tcp_sessions {
-        // Maybe one more tick raced the signal; then Au Revoir and EOF.
-        let mut line = read_line(reader);
-        if line != "Au Revoir\n" {
-            assert_tick(line.trim_end());
-            line = read_line(reader);
-        }
-        assert_eq!(line, "Au Revoir\n");
-        assert_eq!(read_to_end(reader), b"");
-    }
-    for socket in &udp_sessions {
-        let mut text = recv_text(socket);
-        if text != "Au Revoir" {
-            assert_tick(&text);
-            text = recv_text(socket);
-        }
-        assert_eq!(text, "Au Revoir");
-    }
+    tcp_sessions.iter_mut().for_each(expect_au_revoir_tcp);
+    udp_sessions.iter().for_each(expect_au_revoir_udp);
     assert_eq!(read_to_end(&mut echo), b"");
     drop(tcp_sessions);
     let status = reactor
@@ -285,26 +259,15 @@ fn at_max_conns_new_connections_wait_and_are_served_when_a_slot_frees() {
 fn two_event_loops_share_the_ports_and_stop_together() {
     let mut reactor =
         Reactor::start(&["--threads", "2", "--ticks", "1000", "--interval-ms", "1000"]);
-    assert_eq!(reactor.proc_status("Threads"), 2, "one thread per loop");
+    eventually(Duration::from_secs(5), "one thread per loop", || {
+        reactor.proc_status("Threads") == 2
+    });
     // Sessions spread over both loops (the kernel hashes each connection to one listener).
     let mut sessions: Vec<_> = (0..40)
-        .map(|i| {
-            let stream = tcp(reactor.addr("time", "tcp"));
-            (&stream)
-                .write_all(format!("client {i}\n").as_bytes())
-                .unwrap();
-            let mut reader = BufReader::new(stream);
-            assert_tick(read_line(&mut reader).trim_end());
-            reader
-        })
+        .map(|_| greeted_tcp(reactor.addr("time", "tcp")))
         .collect();
     let peers: Vec<_> = (0..20)
-        .map(|_| {
-            let socket = udp(reactor.addr("time", "udp"));
-            socket.send(b"Bonjour").unwrap();
-            assert_tick(&recv_text(&socket));
-            socket
-        })
+        .map(|_| greeted_udp(reactor.addr("time", "udp")))
         .collect();
     let echo = udp(reactor.addr("echo", "udp"));
     echo.send(b"both").unwrap();
@@ -312,20 +275,9 @@ fn two_event_loops_share_the_ports_and_stop_together() {
 
     let signalled = Instant::now();
     reactor.signal(libc::SIGTERM);
-    for reader in &mut sessions {
-        let mut line = read_line(reader);
-        while line != "Au Revoir\n" {
-            assert_tick(line.trim_end());
-            line = read_line(reader);
-        }
-    }
+    sessions.iter_mut().for_each(expect_au_revoir_tcp);
     drop(sessions);
-    for socket in &peers {
-        let mut text = recv_text(socket);
-        while text != "Au Revoir" {
-            text = recv_text(socket);
-        }
-    }
+    peers.iter().for_each(expect_au_revoir_udp);
     let status = reactor.wait_exit(Duration::from_secs(3)).expect("exits");
     assert!(status.success());
     assert!(signalled.elapsed() < Duration::from_secs(1));

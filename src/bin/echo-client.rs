@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use inetloop::endpoint::{Endpoint, join_host_port, parse_host_port};
+use inetloop::cli::{client_main, target};
+use inetloop::endpoint::{Endpoint, join_host_port};
 
 const USAGE: &str = "\
 usage: echo-client [--udp] [--timeout SECS] [HOST:PORT]
@@ -45,36 +46,16 @@ struct Options {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args() {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
+    client_main("echo-client", USAGE, parse_args, |options| {
+        if options.udp {
+            run_udp(&options)
+        } else {
+            run_tcp(&options)
         }
-        Err(message) => {
-            eprintln!("echo-client: {message} (see --help)");
-            return ExitCode::from(2);
-        }
-    };
-    let result = if options.udp {
-        run_udp(&options)
-    } else {
-        run_tcp(&options)
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("echo-client: {message}");
-            ExitCode::from(1)
-        }
-    }
+    })
 }
 
-fn parse_args() -> Result<Option<Options>, String> {
-    let mut args = pico_args::Arguments::from_env();
-    if args.contains(["-h", "--help"]) {
-        return Ok(None);
-    }
+fn parse_args(mut args: pico_args::Arguments) -> Result<Options, String> {
     let udp = args.contains("--udp");
     let timeout_secs: f64 = args
         .opt_value_from_str("--timeout")
@@ -84,20 +65,13 @@ fn parse_args() -> Result<Option<Options>, String> {
         .ok()
         .filter(|t| !t.is_zero())
         .ok_or("--timeout: a positive number of seconds")?;
-    let target: Option<String> = args
-        .opt_free_from_str()
-        .map_err(|e| format!("HOST:PORT: {e}"))?;
-    if let Some(extra) = args.finish().first() {
-        return Err(format!("unexpected argument '{}'", extra.to_string_lossy()));
-    }
-    let (host, port) = parse_host_port(target.as_deref().unwrap_or("127.0.0.1:8081"), None)
-        .map_err(|e| e.to_string())?;
-    Ok(Some(Options {
+    let (host, port) = target(args, "127.0.0.1:8081")?;
+    Ok(Options {
         udp,
         host,
         port,
         timeout,
-    }))
+    })
 }
 
 fn run_tcp(options: &Options) -> Result<(), String> {

@@ -14,8 +14,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use inetloop::cli::{client_main, target};
 use inetloop::clock::TICK_FORMAT;
-use inetloop::endpoint::{Endpoint, EndpointError, join_host_port, parse_host_port};
+use inetloop::endpoint::{Endpoint, EndpointError, join_host_port};
 use inetloop::services::time_stream::{AU_REVOIR, GREETING_MAX};
 
 const USAGE: &str = "\
@@ -43,31 +44,10 @@ struct Options {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args() {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("time-client: {message} (see --help)");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&options) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("time-client: {message}");
-            ExitCode::from(1)
-        }
-    }
+    client_main("time-client", USAGE, parse_args, |options| run(&options))
 }
 
-fn parse_args() -> Result<Option<Options>, String> {
-    let mut args = pico_args::Arguments::from_env();
-    if args.contains(["-h", "--help"]) {
-        return Ok(None);
-    }
+fn parse_args(mut args: pico_args::Arguments) -> Result<Options, String> {
     let udp = args.contains("--udp");
     let greeting: String = args
         .opt_value_from_str("--greeting")
@@ -82,21 +62,14 @@ fn parse_args() -> Result<Option<Options>, String> {
         .opt_value_from_str("--interval-ms")
         .map_err(|e| format!("--interval-ms: {e}"))?
         .unwrap_or(1000);
-    let target: Option<String> = args
-        .opt_free_from_str()
-        .map_err(|e| format!("HOST:PORT: {e}"))?;
-    if let Some(extra) = args.finish().first() {
-        return Err(format!("unexpected argument '{}'", extra.to_string_lossy()));
-    }
-    let (host, port) = parse_host_port(target.as_deref().unwrap_or("127.0.0.1:8080"), None)
-        .map_err(|e| e.to_string())?;
-    Ok(Some(Options {
+    let (host, port) = target(args, "127.0.0.1:8080")?;
+    Ok(Options {
         udp,
         greeting,
         host,
         port,
         interval: Duration::from_millis(interval_ms),
-    }))
+    })
 }
 
 fn run(options: &Options) -> Result<(), String> {

@@ -253,6 +253,51 @@ pub fn assert_tick(text: &str) {
     assert!(skew <= 5, "tick {text:?} is {skew} s away from now");
 }
 
+/// Waits until `done` holds, polling; fails after `limit`.
+pub fn eventually(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP time-stream session that has greeted and received its first tick.
+pub fn greeted_tcp(addr: SocketAddr) -> BufReader<TcpStream> {
+    let stream = tcp(addr);
+    std::io::Write::write_all(&mut &stream, b"Bonjour\n").expect("greet");
+    let mut reader = BufReader::new(stream);
+    assert_tick(read_line(&mut reader).trim_end());
+    reader
+}
+
+/// A UDP time-stream session that has greeted and received its first tick.
+pub fn greeted_udp(addr: SocketAddr) -> UdpSocket {
+    let socket = udp(addr);
+    socket.send(b"Bonjour").expect("greet");
+    assert_tick(&recv_text(&socket));
+    socket
+}
+
+/// After a shutdown signal: maybe ticks that raced it, then `Au Revoir`, then EOF.
+pub fn expect_au_revoir_tcp(reader: &mut BufReader<TcpStream>) {
+    let mut line = read_line(reader);
+    while line != "Au Revoir\n" {
+        assert_tick(line.trim_end());
+        line = read_line(reader);
+    }
+    assert_eq!(read_to_end(reader), b"", "EOF after Au Revoir");
+}
+
+/// After a shutdown signal: maybe ticks that raced it, then `Au Revoir`.
+pub fn expect_au_revoir_udp(socket: &UdpSocket) {
+    let mut text = recv_text(socket);
+    while text != "Au Revoir" {
+        assert_tick(&text);
+        text = recv_text(socket);
+    }
+}
+
 /// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed | 1;
