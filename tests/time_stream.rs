@@ -32,24 +32,10 @@ fn run_tcp_session(reactor: &Reactor, greeting: &[u8], ticks: u32) {
 #[test]
 fn tcp_session_sends_ticks_at_the_interval_then_au_revoir_then_closes() {
     let reactor = Reactor::start(&["--ticks", "3", "--interval-ms", "50"]);
-    let stream = tcp(reactor.addr("time", "tcp"));
-    (&stream).write_all(b"Bonjour\n").unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut arrivals = Vec::new();
-    for _ in 0..3 {
-        assert_tick(read_line(&mut reader).trim_end_matches('\n'));
-        arrivals.push(Instant::now());
-    }
-    for pair in arrivals.windows(2) {
-        let gap = pair[1] - pair[0];
-        // ≥ 50 ms by schedule; allow for the first line's delivery being the slower one.
-        assert!(
-            gap >= INTERVAL - Duration::from_millis(5),
-            "ticks {gap:?} apart"
-        );
-    }
-    assert_eq!(read_line(&mut reader), "Au Revoir\n");
-    assert_eq!(read_to_end(&mut reader), b"");
+    // Timing is checked against the moment the greeting left: tick k cannot come earlier than
+    // k intervals after it, however the test thread is scheduled (gaps between arrivals can
+    // shrink when one read is delayed, so they are not asserted).
+    run_tcp_session(&reactor, b"Bonjour\n", 3);
     assert!(
         reactor.log().contains("greeting \"Bonjour\""),
         "greeting is logged"
