@@ -19,6 +19,8 @@
 //! - `src/services/` — the protocols as state machines that never touch a socket:
 //!   `time_stream.rs` (step 6's schedule, TCP and UDP), `echo.rs`, `daytime.rs`, `rfc868.rs`;
 //!   `mod.rs` lists the entry points every service implements.
+//! - `src/listen.rs` — binding each service's TCP listener and UDP socket on one port number
+//!   (a backlog of 1024, `SO_REUSEPORT` for `--threads`).
 //! - `src/timer.rs` — step 6's heap; `src/slots.rs` — the slab, with a generation in every
 //!   token so a stale event or timer can never reach a connection that reused the slot.
 //! - `src/buffer.rs` — the capped line reader and the bounded output buffer;
@@ -26,7 +28,7 @@
 //!
 //! **Syscalls** (seen with `strace -f -e trace=network,epoll_wait,epoll_ctl,socketpair`):
 //! `epoll_create1`; per service a TCP listener (`socket(…SOCK_NONBLOCK)`,
-//! `setsockopt(SO_REUSEADDR)`, `bind`, `listen`) and a UDP socket (`socket(SOCK_DGRAM…)`,
+//! `setsockopt(SO_REUSEADDR)`, `bind`, `listen(1024)`) and a UDP socket (`socket(SOCK_DGRAM…)`,
 //! `bind` to the same port), each `epoll_ctl(ADD, EPOLLIN|EPOLLRDHUP|EPOLLET)` with a token
 //! whose high bits are the slot's generation; `socketpair` + `epoll_ctl(ADD)` for the signal
 //! self-pipe. Then `epoll_wait` with the earliest deadline as timeout (`-1` when idle, the
