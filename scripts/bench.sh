@@ -43,9 +43,9 @@ done
 
 # ---- Scenario sizes --------------------------------------------------------------------------
 if ((quick)); then
-    pp_secs=2 sc_secs=1 st_secs=2 ts_tcp=2000 ts_udp=2000 ts_ticks=3 idle_secs=2
+    pp_rounds=1 pp_secs=2 sc_secs=1 st_secs=2 ts_tcp=2000 ts_udp=2000 ts_ticks=3 idle_secs=2
 else
-    pp_secs=10 sc_secs=3 st_secs=5 ts_tcp=10000 ts_udp=10000 ts_ticks=10 idle_secs=5
+    pp_rounds=3 pp_secs=4 sc_secs=3 st_secs=5 ts_tcp=10000 ts_udp=10000 ts_ticks=10 idle_secs=5
 fi
 pp_conns=100 pp_size=64 st_conns=50 st_write=16384 ts_interval=1000
 
@@ -278,41 +278,70 @@ time_servers=(reactor reactor-2t tokio thread-per-client)
 declare -A R # results: R[scenario.server.field]
 
 # ---- Scenario 1: echo ping-pong --------------------------------------------------------------
+# median VALUES...: the middle value (the lower middle of an even count); nothing if none.
+median() {
+    printf '%s\n' "$@" | awk '$1 == $1 + 0' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
+}
+# add KEY VALUE: R[KEY] += VALUE (empty VALUE adds nothing).
+add() { R[$1]=$(calc "${R[$1]:-0} + ${2:-0}"); }
+
 scenario_pingpong() {
-    local s line c0 c1 cpu_s
+    local s line c0 c1 round
+    # Rounds interleave the servers, so a burst of other work on this shared machine hurts one
+    # round of each rather than all of one server's figures; the median round is reported.
+    for ((round = 1; round <= pp_rounds; round++)); do
+        for s in "${echo_servers[@]}"; do
+            start_for "$s" echo || continue
+            say "ping-pong: $s, round $round/$pp_rounds (${pp_conns} conns × ${pp_size} B, ${pp_secs} s)"
+            c0=$(cpu_ticks "$server_pid")
+            line=$(run_loadgen "pingpong-$s" pingpong --addr "$(addr_of echo tcp)" \
+                --conns "$pp_conns" --size "$pp_size" --secs "$pp_secs")
+            c1=$(cpu_ticks "$server_pid")
+            stop_server "$server_pid"
+            [[ -n $line ]] || continue
+            R[pp.$s.rates]+=" $(kv msgs_per_s "$line")"
+            R[pp.$s.p50s]+=" $(kv p50_us "$line")"
+            R[pp.$s.p99s]+=" $(kv p99_us "$line")"
+            R[pp.$s.clients]+=" $(kv client_cpu_pct "$line")"
+            add "pp.$s.msgs" "$(kv msgs "$line")"
+            add "pp.$s.secs" "$(kv secs "$line")"
+            add "pp.$s.failed" "$(kv failed "$line")"
+            add "pp.$s.cpu" "$(calc "($c1 - $c0) / $clk_tck")"
+        done
+    done
     for s in "${echo_servers[@]}"; do
-        start_for "$s" echo || continue
-        say "ping-pong: $s (${pp_conns} conns × ${pp_size} B, ${pp_secs} s)"
-        c0=$(cpu_ticks "$server_pid")
-        line=$(run_loadgen "pingpong-$s" pingpong --addr "$(addr_of echo tcp)" \
-            --conns "$pp_conns" --size "$pp_size" --secs "$pp_secs")
-        c1=$(cpu_ticks "$server_pid")
-        stop_server "$server_pid"
-        cpu_s=$(calc "($c1 - $c0) / $clk_tck")
-        R[pp.$s.rate]=$(kv msgs_per_s "$line")
-        R[pp.$s.p50]=$(kv p50_us "$line")
-        R[pp.$s.p99]=$(kv p99_us "$line")
-        R[pp.$s.failed]=$(kv failed "$line")
-        R[pp.$s.client]=$(kv client_cpu_pct "$line")
-        R[pp.$s.cpu_pct]=$(calc "$cpu_s / $(kv secs "$line") * 100")
-        R[pp.$s.us_per_msg]=$(calc "$cpu_s / $(kv msgs "$line") * 1e6")
+        # shellcheck disable=SC2086 # the lists are space-separated numbers
+        {
+            R[pp.$s.rate]=$(median ${R[pp.$s.rates]:-})
+            R[pp.$s.p50]=$(median ${R[pp.$s.p50s]:-})
+            R[pp.$s.p99]=$(median ${R[pp.$s.p99s]:-})
+            R[pp.$s.client]=$(median ${R[pp.$s.clients]:-})
+            R[pp.$s.range]=$(printf '%s\n' ${R[pp.$s.rates]:-} | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR > 1) printf "%.0f–%.0f", lo, hi }')
+        }
+        R[pp.$s.cpu_pct]=$(calc "${R[pp.$s.cpu]:-@} / ${R[pp.$s.secs]:-@} * 100")
+        R[pp.$s.us_per_msg]=$(calc "${R[pp.$s.cpu]:-@} / ${R[pp.$s.msgs]:-@} * 1e6")
     done
     local base_rate=${R[pp.reactor.rate]:-} base_cpu=${R[pp.reactor.us_per_msg]:-}
     echo
-    echo "### Echo ping-pong: ${pp_size}-byte messages, 1 in flight per connection, ${pp_conns} connections, ${pp_secs} s"
+    echo "### Echo ping-pong: ${pp_size}-byte messages, 1 in flight per connection, ${pp_conns} connections, $((pp_rounds * pp_secs)) s"
     echo
-    echo "| server | msgs/s | × reactor | p50 µs | p99 µs | server CPU µs/msg | × reactor | server CPU | loadgen CPU | failed |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    if ((pp_rounds > 1)); then
+        echo "Each server ran $pp_rounds rounds of $pp_secs s, interleaved with the others; msgs/s, p50 and p99 are the"
+        echo "median round's, CPU per message is over all rounds (utime + stime from /proc, all threads)."
+        echo
+    fi
+    echo "| server | msgs/s | × reactor | range of rounds | p50 µs | p99 µs | server CPU µs/msg | × reactor | server CPU | loadgen CPU | failed |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for s in "${echo_servers[@]}"; do
         if [[ -n ${na[$s]:-} ]]; then
-            echo "| $s | ${na[$s]} | | | | | | | | |"
+            echo "| $s | ${na[$s]} | | | | | | | | | |"
             continue
         fi
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s %% | %s %% | %s |\n' "$s" \
-            "$(fmt 0 "${R[pp.$s.rate]}")" "$(ratio "${R[pp.$s.rate]}" "$base_rate")" \
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s %% | %s %% | %s |\n' "$s" \
+            "$(fmt 0 "${R[pp.$s.rate]}")" "$(ratio "${R[pp.$s.rate]}" "$base_rate")" "${R[pp.$s.range]:-–}" \
             "$(fmt 0 "${R[pp.$s.p50]}")" "$(fmt 0 "${R[pp.$s.p99]}")" \
             "$(fmt 2 "${R[pp.$s.us_per_msg]}")" "$(ratio "${R[pp.$s.us_per_msg]}" "$base_cpu")" \
-            "$(fmt 0 "${R[pp.$s.cpu_pct]}")" "$(fmt 0 "${R[pp.$s.client]}")" "${R[pp.$s.failed]:-–}"
+            "$(fmt 0 "${R[pp.$s.cpu_pct]}")" "$(fmt 0 "${R[pp.$s.client]}")" "$(fmt 0 "${R[pp.$s.failed]:-}")"
     done
 }
 
@@ -611,6 +640,10 @@ say "logs in ${logs#"$root"/}"
 echo "## inetloop benchmarks — $(date '+%Y-%m-%d %H:%M %Z')$( ((quick)) && echo ' (--quick)')"
 echo
 echo "$(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load generator and servers share the cores; ratios are from this one run."
+echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews msgs/s more than CPU per message)."
+if [[ -n ${TPC_BIN:-} ]]; then
+    echo "thread-per-client: \`$TPC_BIN\` (TPC_BIN)"
+fi
 scenario_pingpong
 scenario_syscalls
 scenario_stream
@@ -618,4 +651,6 @@ scenario_time
 scenario_idle
 scenario_tcpkali
 targets
+echo
+echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); raw results in bench/target/bench-logs/${logs##*/}/."
 say "done in $((SECONDS - started)) s"
