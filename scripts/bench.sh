@@ -1,0 +1,658 @@
+#!/usr/bin/env bash
+# scripts/bench.sh — the reactor against its baselines, all measured in one run on this machine.
+#
+#   scripts/bench.sh            full run (about 4 minutes once built)
+#   scripts/bench.sh --quick    smoke run (about 1 minute): shorter runs, 2,000 + 2,000 sessions
+#
+# Builds everything in release mode (the reactor and the examples at the root, the bench crate
+# in bench/, the C epoll echo server with cc -O2), installs the Debian tools it needs (strace;
+# tcpkali where Debian packages it), then runs each scenario against each server in turn and
+# prints one markdown table per scenario on stdout, each figure with its ratio to the reactor.
+# Progress goes to stderr; every server's stdout/stderr and every raw loadgen line are kept in
+# bench/target/bench-logs/<time>/.
+#
+# Servers: reactor (1 thread), reactor --threads 2 ("n/a" if it has no such flag), the C epoll
+# echo server (echo only), tokio current-thread (tokio-echo, tokio-time), and the thread-per-
+# client example (target/release/examples/03_thread_per_client, or $TPC_BIN; "n/a" if absent).
+# All traffic stays on 127.0.0.1; every run is bounded in time (the load generator's waits are
+# bounded, and each server is stopped at the end of its scenario, killed if it does not stop).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$PWD
+
+usage() {
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+quick=0
+while (($#)); do
+    case $1 in
+    --quick) quick=1 ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *)
+        echo "bench: unknown option '$1' (see --help)" >&2
+        exit 2
+        ;;
+    esac
+    shift
+done
+
+# ---- Scenario sizes --------------------------------------------------------------------------
+if ((quick)); then
+    pp_rounds=2 pp_secs=1 sc_secs=1 st_rounds=1 st_secs=2 ts_tcp=2000 ts_udp=2000 ts_ticks=3 idle_secs=2
+else
+    pp_rounds=5 pp_secs=2 sc_secs=3 st_rounds=2 st_secs=3 ts_tcp=10000 ts_udp=10000 ts_ticks=10 idle_secs=5
+fi
+pp_conns=100 pp_size=64 st_conns=50 st_write=16384 ts_interval=1000
+
+started=$SECONDS
+logs=$root/bench/target/bench-logs/$(date +%Y%m%d-%H%M%S)
+say() { printf '[bench %3ds] %s\n' $((SECONDS - started)) "$*" >&2; }
+
+# ---- Cleanup: every background process we start is in `pids` until it is stopped ------------
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
+
+forget_pid() {
+    local pid=$1 kept=() p
+    for p in "${pids[@]}"; do
+        [[ $p == "$pid" ]] || kept+=("$p")
+    done
+    pids=("${kept[@]}")
+}
+
+# ---- Tools -----------------------------------------------------------------------------------
+# The servers and the load generator may each need 10,000+ descriptors.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+tcpkali_note=""
+install_tools() {
+    local need=()
+    command -v strace >/dev/null || need+=(strace)
+    command -v cc >/dev/null || need+=(gcc)
+    command -v nstat >/dev/null || command -v ip >/dev/null || need+=(iproute2)
+    if ! command -v apt-get >/dev/null || ((EUID != 0)); then
+        ((${#need[@]} == 0)) || say "cannot install ${need[*]} (not root or no apt-get)"
+        command -v tcpkali >/dev/null || tcpkali_note="tcpkali: not installed and cannot be installed here"
+        return 0
+    fi
+    if ((${#need[@]})) || ! command -v tcpkali >/dev/null; then
+        say "apt-get update"
+        apt-get update -qq >"$logs/apt.log" 2>&1 || say "apt-get update failed (see $logs/apt.log)"
+    fi
+    if ! command -v tcpkali >/dev/null; then
+        if apt-cache policy tcpkali 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+            need+=(tcpkali)
+        else
+            local release
+            # shellcheck source=/dev/null
+            release=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-this release}")
+            tcpkali_note="tcpkali: not packaged in Debian $release (apt-cache policy tcpkali: no candidate); third-party cross-check skipped"
+        fi
+    fi
+    if ((${#need[@]})); then
+        say "apt-get install ${need[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >>"$logs/apt.log" 2>&1 ||
+            say "apt-get install failed (see $logs/apt.log)"
+    fi
+}
+
+mkdir -p "$logs"
+install_tools
+command -v strace >/dev/null || {
+    echo "bench: strace is required" >&2
+    exit 1
+}
+
+# perf counts syscalls without slowing the server (strace's ptrace stops do); optional.
+perf_ok=0
+if command -v perf >/dev/null &&
+    perf stat -x, -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
+    perf_ok=1
+fi
+
+# ---- Build -----------------------------------------------------------------------------------
+say "building (release): reactor and examples, bench crate, C epoll echo"
+cargo build --release --quiet --bins --examples
+cargo build --release --quiet --manifest-path bench/Cargo.toml
+cc -O2 -Wall -o bench/target/epoll_echo bench/c/epoll_echo.c
+
+reactor=$root/target/release/reactor
+loadgen=$root/bench/target/release/loadgen
+tokio_echo=$root/bench/target/release/tokio-echo
+tokio_time=$root/bench/target/release/tokio-time
+c_echo=$root/bench/target/epoll_echo
+tpc=${TPC_BIN:-$root/target/release/examples/03_thread_per_client}
+clk_tck=$(getconf CLK_TCK)
+
+# ---- Helpers ---------------------------------------------------------------------------------
+
+# kv KEY LINE: the value of KEY in a loadgen `key=value ...` line (empty when absent).
+kv() {
+    local line=" $2 "
+    local rest=${line#* "$1"=}
+    [[ $rest == "$line" ]] || printf '%s' "${rest%% *}"
+}
+
+# calc EXPR: floating-point arithmetic; prints nothing when an operand is missing or not a number.
+calc() {
+    awk "BEGIN { x = $1; if (x == x + 0 && x \"\" != \"nan\" && x \"\" != \"inf\") printf \"%.6g\", x }" 2>/dev/null || true
+}
+isnum() { [[ $1 =~ ^-?[0-9]+([.][0-9]+)?([eE][-+]?[0-9]+)?$ ]]; }
+# fmt DECIMALS VALUE: fixed decimals, or "–" when VALUE is not a number.
+fmt() {
+    if isnum "${2:-}"; then printf "%.${1}f" "$2"; else printf '–'; fi
+}
+# ratio VALUE BASE: VALUE / BASE as "1.23×", or "–".
+ratio() {
+    if isnum "${1:-}" && isnum "${2:-}" && [[ $(calc "($2) != 0") == 1 ]]; then
+        printf '%.2f×' "$(calc "$1 / $2")"
+    else
+        printf '–'
+    fi
+}
+
+# CPU time of a process (all its threads, live and exited), in clock ticks.
+cpu_ticks() {
+    # Fields after "pid (comm) ": state is $1, so utime (field 14) is $12 and stime $13.
+    sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+}
+status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
+# Listen-queue overflows of this network namespace (SYNs dropped because a backlog was full).
+listen_overflows() {
+    awk '$1 == "TcpExt:" { if (!col) { for (i = 2; i <= NF; i++) if ($i == "ListenOverflows") col = i }
+                           else print $col }' /proc/net/netstat 2>/dev/null
+}
+
+# start_server NAME PATTERN... -- CMD...: starts CMD, waits (10 s at most) until its stdout has a
+# line matching each PATTERN. Sets `server_pid` and `server_out`. Returns the server's exit
+# status if it died first (2 = it rejected its command line), 1 on timeout.
+start_server() {
+    local name=$1 patterns=() status=0
+    shift
+    while [[ $1 != -- ]]; do
+        patterns+=("$1")
+        shift
+    done
+    shift
+    server_out=$logs/$name.out
+    : >"$server_out" # exists before the first grep, however late the server starts
+    "$@" >"$server_out" 2>"$logs/$name.err" &
+    server_pid=$!
+    pids+=("$server_pid")
+    local deadline=$((SECONDS + 10)) pattern
+    for pattern in "${patterns[@]}"; do
+        until grep -q "$pattern" "$server_out"; do
+            if ! kill -0 "$server_pid" 2>/dev/null; then
+                wait "$server_pid" || status=$?
+                forget_pid "$server_pid"
+                return $((status ? status : 1))
+            fi
+            if ((SECONDS >= deadline)); then
+                say "$name: no '$pattern' line within 10 s"
+                stop_server "$server_pid"
+                return 1
+            fi
+            sleep 0.05
+        done
+    done
+}
+
+# stop_server PID: SIGTERM, then SIGKILL after 3 s.
+stop_server() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 60; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    forget_pid "$pid"
+}
+
+# addr_of SERVICE PROTO: the address a started server announced.
+addr_of() { awk -v s="$1" -v p="$2" '$1 == "listening" && $2 == s && $3 == p { print $4; exit }' "$server_out"; }
+
+# run_loadgen LOGNAME ARGS...: runs the load generator; prints its report line (empty on failure).
+run_loadgen() {
+    local name=$1 line
+    shift
+    if line=$("$loadgen" "$@" 2>>"$logs/$name.loadgen.err"); then
+        printf '%s\n' "$line" | tee -a "$logs/$name.loadgen.out"
+    else
+        say "$name: loadgen failed (see $logs/$name.loadgen.err)"
+    fi
+}
+
+# Why a server has no figures (set by start_for).
+declare -A na
+# start_for NAME KIND...: starts server NAME (reactor, reactor-2t, c-epoll, tokio, thread-per-client)
+# for KIND echo or time; returns non-zero (with na[NAME] set) when it cannot run.
+start_for() {
+    local name=$1 kind=$2 status=0 cmd=()
+    unset "na[$name]"
+    case $name/$kind in
+    reactor/echo) cmd=("$reactor" --time off --echo 0 --daytime off --rfc868 off -q) ;;
+    reactor-2t/echo) cmd=("$reactor" --threads 2 --time off --echo 0 --daytime off --rfc868 off -q) ;;
+    reactor/time) cmd=("$reactor" --time 0 --echo off --daytime off --rfc868 off
+        --ticks "$ts_ticks" --interval-ms "$ts_interval" -q) ;;
+    reactor-2t/time) cmd=("$reactor" --threads 2 --time 0 --echo off --daytime off --rfc868 off
+        --ticks "$ts_ticks" --interval-ms "$ts_interval" -q) ;;
+    c-epoll/echo) cmd=("$c_echo") ;;
+    tokio/echo) cmd=("$tokio_echo") ;;
+    tokio/time) cmd=("$tokio_time" --ticks "$ts_ticks" --interval-ms "$ts_interval") ;;
+    thread-per-client/echo) cmd=("$tpc" --time off --echo 0 --ticks 1 --interval-ms 1000) ;;
+    thread-per-client/time) cmd=("$tpc" --time 0 --echo off --ticks "$ts_ticks" --interval-ms "$ts_interval") ;;
+    *) return 1 ;;
+    esac
+    if [[ ! -x ${cmd[0]} ]]; then
+        na[$name]="n/a (${cmd[0]#"$root"/} not built)"
+        return 1
+    fi
+    local patterns=("^listening $kind tcp ")
+    [[ $name/$kind == thread-per-client/time || $kind == echo ]] || patterns+=("^listening $kind udp ")
+    start_server "$name-$kind" "${patterns[@]}" -- "${cmd[@]}" || status=$?
+    if ((status == 2)) && [[ $name == reactor-2t ]]; then
+        na[$name]="n/a (no --threads)"
+    elif ((status)); then
+        na[$name]="n/a (did not start, status $status; see ${logs#"$root"/}/$name-$kind.err)"
+    fi
+    return "$status"
+}
+
+echo_servers=(reactor reactor-2t c-epoll tokio thread-per-client)
+time_servers=(reactor reactor-2t tokio thread-per-client)
+declare -A R # results: R[scenario.server.field]
+
+# ---- Scenario 1: echo ping-pong --------------------------------------------------------------
+# add KEY VALUE: R[KEY] += VALUE (empty VALUE adds nothing).
+add() { R[$1]=$(calc "${R[$1]:-0} + ${2:-0}"); }
+
+scenario_pingpong() {
+    local s line c0 c1 round
+    # Rounds interleave the servers, so a burst of other work on this shared machine hurts some
+    # rounds of each rather than all of one server's figures. Interference only ever lowers
+    # msgs/s, so the best round is the least disturbed one: it is reported, with its latencies.
+    for ((round = 1; round <= pp_rounds; round++)); do
+        for s in "${echo_servers[@]}"; do
+            start_for "$s" echo || continue
+            say "ping-pong: $s, round $round/$pp_rounds (${pp_conns} conns × ${pp_size} B, ${pp_secs} s)"
+            c0=$(cpu_ticks "$server_pid")
+            line=$(run_loadgen "pingpong-$s" pingpong --addr "$(addr_of echo tcp)" \
+                --conns "$pp_conns" --size "$pp_size" --secs "$pp_secs")
+            c1=$(cpu_ticks "$server_pid")
+            stop_server "$server_pid"
+            [[ -n $line ]] || continue
+            R[pp.$s.rates]+=" $(kv msgs_per_s "$line")"
+            if [[ $(calc "$(kv msgs_per_s "$line") > ${R[pp.$s.rate]:-0}") == 1 ]]; then
+                R[pp.$s.rate]=$(kv msgs_per_s "$line")
+                R[pp.$s.p50]=$(kv p50_us "$line")
+                R[pp.$s.p99]=$(kv p99_us "$line")
+                R[pp.$s.client]=$(kv client_cpu_pct "$line")
+            fi
+            add "pp.$s.msgs" "$(kv msgs "$line")"
+            add "pp.$s.secs" "$(kv secs "$line")"
+            add "pp.$s.failed" "$(kv failed "$line")"
+            add "pp.$s.cpu" "$(calc "($c1 - $c0) / $clk_tck")"
+        done
+    done
+    for s in "${echo_servers[@]}"; do
+        # shellcheck disable=SC2086 # the list is space-separated numbers
+        R[pp.$s.range]=$(printf '%s\n' ${R[pp.$s.rates]:-} | sort -g |
+            awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR > 1) printf "%.0f–%.0f", lo, hi }')
+        R[pp.$s.cpu_pct]=$(calc "${R[pp.$s.cpu]:-@} / ${R[pp.$s.secs]:-@} * 100")
+        R[pp.$s.us_per_msg]=$(calc "${R[pp.$s.cpu]:-@} / ${R[pp.$s.msgs]:-@} * 1e6")
+    done
+    local base_rate=${R[pp.reactor.rate]:-} base_cpu=${R[pp.reactor.us_per_msg]:-}
+    echo
+    echo "### Echo ping-pong: ${pp_size}-byte messages, 1 in flight per connection, ${pp_conns} connections, $((pp_rounds * pp_secs)) s"
+    echo
+    if ((pp_rounds > 1)); then
+        echo "Each server ran $pp_rounds rounds of $pp_secs s, interleaved with the others; msgs/s, p50, p99 and loadgen CPU"
+        echo "are the best round's (interference only lowers msgs/s); server CPU per message is over all rounds"
+        echo "(utime + stime from /proc, all threads)."
+        echo
+    fi
+    echo "| server | msgs/s | × reactor | range of rounds | p50 µs | p99 µs | server CPU µs/msg | × reactor | server CPU | loadgen CPU | failed |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for s in "${echo_servers[@]}"; do
+        if [[ -n ${na[$s]:-} ]]; then
+            echo "| $s | ${na[$s]} | | | | | | | | | |"
+            continue
+        fi
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s %% | %s %% | %s |\n' "$s" \
+            "$(fmt 0 "${R[pp.$s.rate]:-}")" "$(ratio "${R[pp.$s.rate]:-}" "$base_rate")" "${R[pp.$s.range]:-–}" \
+            "$(fmt 0 "${R[pp.$s.p50]:-}")" "$(fmt 0 "${R[pp.$s.p99]:-}")" \
+            "$(fmt 2 "${R[pp.$s.us_per_msg]:-}")" "$(ratio "${R[pp.$s.us_per_msg]:-}" "$base_cpu")" \
+            "$(fmt 0 "${R[pp.$s.cpu_pct]:-}")" "$(fmt 0 "${R[pp.$s.client]:-}")" "$(fmt 0 "${R[pp.$s.failed]:-}")"
+    done
+}
+
+# ---- Scenario 2: syscalls per echoed message -------------------------------------------------
+# strace_total FILE: total calls in a `strace -c` summary; strace_calls FILE NAME: one syscall's.
+strace_total() { awk '$NF == "total" { print $4 }' "$1" 2>/dev/null; }
+strace_calls() { awk -v n="$2" '$NF == n && $1 ~ /^[0-9.]+$/ { print $4 }' "$1" 2>/dev/null; }
+perf_count() { awk -F, -v e="$2" '$3 == e { print $1 }' "$1" 2>/dev/null; }
+
+scenario_syscalls() {
+    local s line file tracer msgs top
+    for s in "${echo_servers[@]}"; do
+        start_for "$s" echo || continue
+        if ((perf_ok)); then
+            say "syscalls: $s under perf stat (${sc_secs} s ping-pong)"
+            file=$logs/perf-$s.csv
+            perf stat -x, -o "$file" -p "$server_pid" \
+                -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait \
+                2>>"$logs/perf-$s.err" &
+            tracer=$!
+            pids+=("$tracer")
+            sleep 0.3
+            line=$(run_loadgen "syscalls-perf-$s" pingpong --addr "$(addr_of echo tcp)" \
+                --conns "$pp_conns" --size "$pp_size" --secs "$sc_secs")
+            kill -INT "$tracer" 2>/dev/null || true
+            wait "$tracer" 2>/dev/null || true
+            forget_pid "$tracer"
+            msgs=$(kv msgs "$line")
+            R[sc.$s.perf]=$(calc "$(perf_count "$file" raw_syscalls:sys_enter) / $msgs")
+            R[sc.$s.perf_epoll]=$(calc "($(perf_count "$file" syscalls:sys_enter_epoll_wait) + $(perf_count "$file" syscalls:sys_enter_epoll_pwait)) / $msgs")
+        fi
+        say "syscalls: $s under strace -c -f (${sc_secs} s ping-pong)"
+        file=$logs/strace-$s.txt
+        strace -c -f -q -o "$file" -p "$server_pid" 2>>"$logs/strace-$s.err" &
+        tracer=$!
+        pids+=("$tracer")
+        sleep 0.5 # attaching takes a moment; load sent before that would not be counted
+        line=$(run_loadgen "syscalls-strace-$s" pingpong --addr "$(addr_of echo tcp)" \
+            --conns "$pp_conns" --size "$pp_size" --secs "$sc_secs")
+        kill -INT "$tracer" 2>/dev/null || true
+        wait "$tracer" 2>/dev/null || true
+        forget_pid "$tracer"
+        stop_server "$server_pid"
+        msgs=$(kv msgs "$line")
+        R[sc.$s.strace]=$(calc "$(strace_total "$file") / $msgs")
+        # The three busiest syscalls, per message.
+        top=$(awk -v m="$msgs" '$1 ~ /^[0-9.]+$/ && $NF != "total" && m > 0 { printf "%s %.2f\n", $NF, $4 / m }' "$file" |
+            sort -k2 -rn | head -3 | awk '{ printf "%s%s %s", sep, $1, $2; sep = ", " }')
+        R[sc.$s.top]=${top:-–}
+    done
+    local base=${R[sc.reactor.perf]:-} base_s=${R[sc.reactor.strace]:-}
+    echo
+    echo "### Syscalls per echoed message (ping-pong as above, ${sc_secs} s each, all server threads)"
+    echo
+    echo "perf counts \`raw_syscalls:sys_enter\` without slowing the server; strace stops the server at"
+    echo "every syscall, so events pile up and each \`epoll_wait\` returns more of them (fewer per message)."
+    echo
+    echo "| server | perf: syscalls/msg | × reactor | perf: epoll_wait/msg | strace -c: syscalls/msg | × reactor | strace -c: top 3 (calls/msg) |"
+    echo "|---|---:|---:|---:|---:|---:|---|"
+    for s in "${echo_servers[@]}"; do
+        if [[ -n ${na[$s]:-} ]]; then
+            echo "| $s | ${na[$s]} | | | | | |"
+            continue
+        fi
+        printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$s" \
+            "$(fmt 3 "${R[sc.$s.perf]:-}")" "$(ratio "${R[sc.$s.perf]:-}" "$base")" \
+            "$(fmt 3 "${R[sc.$s.perf_epoll]:-}")" \
+            "$(fmt 3 "${R[sc.$s.strace]:-}")" "$(ratio "${R[sc.$s.strace]:-}" "$base_s")" "${R[sc.$s.top]}"
+    done
+    if ((!perf_ok)); then
+        echo
+        echo "(perf is not usable here: strace figures only.)"
+    fi
+}
+
+# ---- Scenario 3: echo streaming --------------------------------------------------------------
+scenario_stream() {
+    local s line c0 c1 round
+    # Interleaved rounds, best one reported, as for ping-pong.
+    for ((round = 1; round <= st_rounds; round++)); do
+        for s in "${echo_servers[@]}"; do
+            start_for "$s" echo || continue
+            say "streaming: $s, round $round/$st_rounds (${st_conns} conns, ${st_write}-byte writes, ${st_secs} s)"
+            c0=$(cpu_ticks "$server_pid")
+            line=$(run_loadgen "stream-$s" stream --addr "$(addr_of echo tcp)" \
+                --conns "$st_conns" --write "$st_write" --secs "$st_secs")
+            c1=$(cpu_ticks "$server_pid")
+            stop_server "$server_pid"
+            [[ -n $line ]] || continue
+            add "st.$s.failed" "$(kv failed "$line")"
+            if [[ $(calc "$(kv mb_per_s "$line") > ${R[st.$s.mbs]:-0}") == 1 ]]; then
+                R[st.$s.mbs]=$(kv mb_per_s "$line")
+                R[st.$s.client]=$(kv client_cpu_pct "$line")
+                R[st.$s.cpu_pct]=$(calc "($c1 - $c0) / $clk_tck / $(kv secs "$line") * 100")
+            fi
+        done
+    done
+    local base=${R[st.reactor.mbs]:-}
+    echo
+    echo "### Echo streaming: ${st_write}-byte writes, ${st_conns} connections, best of $st_rounds × ${st_secs} s (MB = 10⁶ bytes echoed back)"
+    echo
+    echo "| server | MB/s | × reactor | server CPU | loadgen CPU | failed |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for s in "${echo_servers[@]}"; do
+        if [[ -n ${na[$s]:-} ]]; then
+            echo "| $s | ${na[$s]} | | | | |"
+            continue
+        fi
+        printf '| %s | %s | %s | %s %% | %s %% | %s |\n' "$s" \
+            "$(fmt 0 "${R[st.$s.mbs]:-}")" "$(ratio "${R[st.$s.mbs]:-}" "$base")" \
+            "$(fmt 0 "${R[st.$s.cpu_pct]:-}")" "$(fmt 0 "${R[st.$s.client]:-}")" "$(fmt 0 "${R[st.$s.failed]:-}")"
+    done
+}
+
+# ---- Scenario 4: time-stream scale -----------------------------------------------------------
+# idle_check PID LABEL: syscalls of an idle server over `idle_secs` (strace -c -f).
+idle_check() {
+    local pid=$1 label=$2 file=$logs/idle-$2.txt status=0
+    timeout -s INT "$idle_secs" strace -c -f -q -o "$file" -p "$pid" 2>>"$logs/idle-$label.err" || status=$?
+    if ((status != 124)); then # 124: timeout stopped strace, as intended; anything else failed
+        say "idle check $label: strace did not run (status $status; see $logs/idle-$label.err)"
+        return 0
+    fi
+    # strace -c writes no table at all when there was no syscall.
+    R[idle.$label.total]=$(strace_total "$file")
+    R[idle.$label.epoll]=$(strace_calls "$file" epoll_wait)
+    : "${R[idle.$label.total]:=0}" "${R[idle.$label.epoll]:=0}"
+}
+
+# peak_threads PID FILE: samples the thread count every 0.2 s; the running maximum is in FILE.
+peak_threads() {
+    local pid=$1 file=$2 max=0 now
+    while kill -0 "$pid" 2>/dev/null; do
+        now=$(status_kib "$pid" Threads)
+        if [[ -n $now ]] && ((now > max)); then
+            max=$now
+            echo "$max" >"$file"
+        fi
+        sleep 0.2
+    done
+}
+
+scenario_time() {
+    local s line c0 c1 rss0 o0 o1 sampler tcp udp sessions
+    for s in "${time_servers[@]}"; do
+        start_for "$s" time || continue
+        tcp=$(addr_of time tcp)
+        udp=$(addr_of time udp)
+        udp=${udp:-off}
+        local n_udp=$ts_udp
+        [[ $udp != off ]] || n_udp=0
+        sessions=$((ts_tcp + n_udp))
+        say "time-stream scale: $s ($ts_tcp TCP + $n_udp UDP sessions, $ts_ticks ticks at ${ts_interval} ms)"
+        rss0=$(status_kib "$server_pid" VmRSS)
+        c0=$(cpu_ticks "$server_pid")
+        o0=$(listen_overflows)
+        echo 0 >"$logs/threads-$s"
+        peak_threads "$server_pid" "$logs/threads-$s" &
+        sampler=$!
+        pids+=("$sampler")
+        line=$(run_loadgen "time-$s" time-scale --tcp "$tcp" --udp "$udp" \
+            --sessions-tcp "$ts_tcp" --sessions-udp "$n_udp" \
+            --ticks "$ts_ticks" --interval-ms "$ts_interval")
+        c1=$(cpu_ticks "$server_pid")
+        o1=$(listen_overflows)
+        R[ts.$s.hwm]=$(status_kib "$server_pid" VmHWM)
+        kill "$sampler" 2>/dev/null || true
+        wait "$sampler" 2>/dev/null || true
+        forget_pid "$sampler"
+        if [[ $s == reactor ]]; then
+            say "idle check: the reactor after the load (${idle_secs} s under strace -c)"
+            sleep 0.5 # let the last connections finish closing
+            idle_check "$server_pid" after-load
+        fi
+        stop_server "$server_pid"
+        R[ts.$s.sessions]="$ts_tcp + $n_udp"
+        R[ts.$s.ticks]=$(kv ticks "$line")
+        R[ts.$s.expected]=$(kv expected "$line")
+        R[ts.$s.failed]=$(kv failed "$line")
+        R[ts.$s.failures]=$(kv failures "$line")
+        R[ts.$s.p50]=$(kv p50_ms "$line")
+        R[ts.$s.p99]=$(kv p99_ms "$line")
+        R[ts.$s.p99_tcp]=$(kv p99_ms_tcp "$line")
+        R[ts.$s.p99_udp]=$(kv p99_ms_udp "$line")
+        R[ts.$s.max]=$(kv max_ms "$line")
+        R[ts.$s.peak_live]=$(kv peak_live "$line")
+        R[ts.$s.cpu]=$(calc "($c1 - $c0) / $clk_tck")
+        R[ts.$s.per_session]=$(calc "(${R[ts.$s.hwm]:-@} - ${rss0:-@}) / $sessions")
+        R[ts.$s.threads]=$(cat "$logs/threads-$s")
+        R[ts.$s.overflows]=$(calc "$o1 - $o0")
+    done
+    local base=${R[ts.reactor.per_session]:-}
+    echo
+    echo "### Time-stream scale: $ts_tcp TCP + $ts_udp UDP sessions, $ts_ticks ticks each at ${ts_interval} ms"
+    echo
+    echo "Sessions open evenly over the first interval (at most 100 waiting for their first tick),"
+    echo "so every session is live at once; lateness of tick k = arrival − (greeting sent + k × interval)."
+    echo
+    echo "| server | sessions (TCP + UDP) | peak live | ticks delivered / expected | failed sessions | lateness p50 ms | p99 ms | p99 TCP / UDP ms | max ms | peak RSS MiB | RSS KiB/session | × reactor | CPU s | peak threads | listen overflows |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for s in "${time_servers[@]}"; do
+        if [[ -n ${na[$s]:-} ]]; then
+            echo "| $s | ${na[$s]} | | | | | | | | | | | | | |"
+            continue
+        fi
+        printf '| %s | %s | %s | %s / %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s | %s |\n' "$s" \
+            "${R[ts.$s.sessions]}" "${R[ts.$s.peak_live]:-–}" "${R[ts.$s.ticks]:-–}" "${R[ts.$s.expected]:-–}" \
+            "${R[ts.$s.failed]:-–}" "$(fmt 2 "${R[ts.$s.p50]}")" "$(fmt 2 "${R[ts.$s.p99]}")" \
+            "$(fmt 1 "${R[ts.$s.p99_tcp]}")" "$(fmt 1 "${R[ts.$s.p99_udp]}")" "$(fmt 1 "${R[ts.$s.max]}")" \
+            "$(fmt 1 "$(calc "${R[ts.$s.hwm]:-@} / 1024")")" "$(fmt 2 "${R[ts.$s.per_session]}")" \
+            "$(ratio "${R[ts.$s.per_session]}" "$base")" "$(fmt 2 "${R[ts.$s.cpu]}")" \
+            "${R[ts.$s.threads]:-–}" "${R[ts.$s.overflows]:-–}"
+    done
+    for s in "${time_servers[@]}"; do
+        if [[ -z ${na[$s]:-} && ${R[ts.$s.failures]:--} != - ]]; then
+            echo
+            echo "$s failures: \`${R[ts.$s.failures]}\`"
+        fi
+    done
+}
+
+# ---- Scenario 5: idle wakeups ----------------------------------------------------------------
+scenario_idle() {
+    say "idle check: a fresh reactor, every service on (${idle_secs} s under strace -c)"
+    if start_server reactor-idle "^listening rfc868 udp " -- \
+        "$reactor" --time 0 --echo 0 --daytime 0 --rfc868 0 -q; then
+        sleep 0.5
+        idle_check "$server_pid" fresh
+        stop_server "$server_pid"
+    fi
+    echo
+    echo "### Idle reactor: syscalls while nobody talks to it (strace -c -f -p, ${idle_secs} s)"
+    echo
+    echo "| reactor | syscalls | epoll_wait returns | wakeups/s |"
+    echo "|---|---:|---:|---:|"
+    local label
+    for label in fresh after-load; do
+        [[ -n ${R[idle.$label.total]:-} ]] || continue
+        printf '| %s | %s | %s | %s |\n' "$label" "${R[idle.$label.total]}" "${R[idle.$label.epoll]}" \
+            "$(fmt 1 "$(calc "${R[idle.$label.epoll]} / $idle_secs")")"
+    done
+}
+
+# ---- Scenario 6: third-party cross-check (tcpkali) -------------------------------------------
+scenario_tcpkali() {
+    echo
+    echo "### Cross-check with a third-party load generator"
+    echo
+    if ! command -v tcpkali >/dev/null; then
+        echo "${tcpkali_note:-tcpkali: not available}"
+        return 0
+    fi
+    local s
+    for s in reactor c-epoll tokio; do
+        start_for "$s" echo || continue
+        say "tcpkali: $s (${st_conns} connections streaming ${st_write}-byte messages, ${st_secs} s)"
+        tcpkali --connections "$st_conns" --duration "${st_secs}s" \
+            --message "$(head -c "$st_write" /dev/zero | tr '\0' x)" \
+            "$(addr_of echo tcp)" >"$logs/tcpkali-$s.txt" 2>&1 || true
+        stop_server "$server_pid"
+        echo "- $s: $(grep -iE 'aggregate bandwidth' "$logs/tcpkali-$s.txt" | tr -s ' ' | paste -sd ';' -)"
+    done
+}
+
+# ---- Targets ---------------------------------------------------------------------------------
+verdict() { # verdict VALUE OP LIMIT
+    if ! isnum "${1:-}"; then
+        printf 'not measured'
+    elif [[ $(calc "($1) $2 ($3)") == 1 ]]; then
+        printf 'pass'
+    else
+        printf '**FAIL**'
+    fi
+}
+
+targets() {
+    local r_c r_t cpu_c sys ticks_ok threads_r
+    r_c=$(calc "${R[pp.reactor.rate]:-@} / ${R[pp.c-epoll.rate]:-@}")
+    r_t=$(calc "${R[pp.reactor.rate]:-@} / ${R[pp.tokio.rate]:-@}")
+    cpu_c=$(calc "${R[pp.reactor.us_per_msg]:-@} / ${R[pp.c-epoll.us_per_msg]:-@}")
+    sys=${R[sc.reactor.perf]:-${R[sc.reactor.strace]:-}}
+    ticks_ok=$(calc "${R[ts.reactor.ticks]:-@} / ${R[ts.reactor.expected]:-@}")
+    threads_r=$(calc "${R[pp.reactor-2t.rate]:-@} / ${R[pp.reactor.rate]:-@}")
+    echo
+    echo "### Targets (reactor, this run$( ((quick)) && echo ", --quick: smaller loads than the targets assume"))"
+    echo
+    echo "| target | measured | result |"
+    echo "|---|---:|---|"
+    echo "| ping-pong msgs/s ≥ 0.97× C epoll | $(fmt 3 "$r_c")× | $(verdict "$r_c" '>=' 0.97) |"
+    echo "| ping-pong msgs/s ≥ 1.0× tokio current-thread | $(fmt 3 "$r_t")× | $(verdict "$r_t" '>=' 1.0) |"
+    echo "| server CPU per message ≤ 1.05× C epoll | $(fmt 3 "$cpu_c")× | $(verdict "$cpu_c" '<=' 1.05) |"
+    echo "| ≤ 2.05 syscalls per echoed message ($( ((perf_ok)) && echo perf || echo strace)) | $(fmt 3 "$sys") | $(verdict "$sys" '<=' 2.05) |"
+    echo "| time stream: all ticks delivered | ${R[ts.reactor.ticks]:-–} / ${R[ts.reactor.expected]:-–} | $(verdict "$ticks_ok" '>=' 1) |"
+    echo "| time stream: p99 lateness ≤ 10 ms | $(fmt 2 "${R[ts.reactor.p99]:-}") ms | $(verdict "${R[ts.reactor.p99]:-}" '<=' 10) |"
+    echo "| RSS ≤ 32 MiB at $((ts_tcp + ts_udp)) sessions | $(fmt 1 "$(calc "${R[ts.reactor.hwm]:-@} / 1024")") MiB | $(verdict "$(calc "${R[ts.reactor.hwm]:-@} / 1024")" '<=' 32) |"
+    echo "| idle: 0 wakeups/s (fresh / after load) | $(fmt 1 "$(calc "${R[idle.fresh.epoll]:-@} / $idle_secs")") / $(fmt 1 "$(calc "${R[idle.after-load.epoll]:-@} / $idle_secs")") | $(verdict "$(calc "${R[idle.fresh.epoll]:-@} + ${R[idle.after-load.epoll]:-@}")" '==' 0) |"
+    echo "| --threads 2 vs 1, ping-pong msgs/s | ${na[reactor-2t]:-$(fmt 2 "$threads_r")×} | info |"
+}
+
+# ---- Run -------------------------------------------------------------------------------------
+say "logs in ${logs#"$root"/}"
+echo "## inetloop benchmarks — $(date '+%Y-%m-%d %H:%M %Z')$( ((quick)) && echo ' (--quick)')"
+echo
+echo "$(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load generator and servers share the cores; ratios are from this one run."
+echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews msgs/s more than CPU per message)."
+if [[ -n ${TPC_BIN:-} ]]; then
+    echo "thread-per-client: \`$TPC_BIN\` (TPC_BIN)"
+fi
+scenario_pingpong
+scenario_syscalls
+scenario_stream
+scenario_time
+scenario_idle
+scenario_tcpkali
+targets
+echo
+echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); raw results in bench/target/bench-logs/${logs##*/}/."
+say "done in $((SECONDS - started)) s"
