@@ -48,6 +48,10 @@ else
     pp_rounds=5 pp_secs=2 sc_secs=3 st_rounds=2 st_secs=3 ts_tcp=10000 ts_udp=10000 ts_ticks=10 idle_secs=5
 fi
 pp_conns=100 pp_size=64 st_conns=50 st_write=16384 ts_interval=1000
+# The time-scale load is exactly the reactor's default limits (10,000 connections, 10,000 UDP
+# sessions) and comes from one host: give it headroom, as an operator expecting it would.
+reactor_headroom=(--max-conns 30000 --max-udp-sessions 30000 --max-udp-sessions-per-ip 30000
+    --udp-rate-per-ip 0)
 
 started=$SECONDS
 logs=$root/bench/target/bench-logs/$(date +%Y%m%d-%H%M%S)
@@ -248,9 +252,9 @@ start_for() {
     reactor/echo) cmd=("$reactor" --time off --echo 0 --daytime off --rfc868 off -q) ;;
     reactor-2t/echo) cmd=("$reactor" --threads 2 --time off --echo 0 --daytime off --rfc868 off -q) ;;
     reactor/time) cmd=("$reactor" --time 0 --echo off --daytime off --rfc868 off
-        --ticks "$ts_ticks" --interval-ms "$ts_interval" -q) ;;
+        --ticks "$ts_ticks" --interval-ms "$ts_interval" "${reactor_headroom[@]}" -q) ;;
     reactor-2t/time) cmd=("$reactor" --threads 2 --time 0 --echo off --daytime off --rfc868 off
-        --ticks "$ts_ticks" --interval-ms "$ts_interval" -q) ;;
+        --ticks "$ts_ticks" --interval-ms "$ts_interval" "${reactor_headroom[@]}" -q) ;;
     c-epoll/echo) cmd=("$c_echo") ;;
     tokio/echo) cmd=("$tokio_echo") ;;
     tokio/time) cmd=("$tokio_time" --ticks "$ts_ticks" --interval-ms "$ts_interval") ;;
