@@ -28,11 +28,12 @@ Options:
   --bind IP                address every service binds to (IPv4 or IPv6)
                                                                      (default 127.0.0.1)
   --ticks N                ticks per time-stream session             (default 60)
-  --interval-ms MS         interval between ticks, at least 1        (default 1000)
+  --interval-ms MS         interval between ticks, 1 to 86400000     (default 1000)
   --max-conns N            open TCP connections, all services; when full, new
                            connections wait in the listen backlog    (default 10000)
   --idle-timeout-ms MS     close a TCP connection that has neither sent nor been
-                           sent anything this long; 0 = never        (default 60000)
+                           sent anything this long, at most a day;
+                           0 = never                                 (default 60000)
   --max-udp-sessions N     live UDP time-stream sessions in total; a peer over
                            the cap gets no reply                     (default 10000)
   --max-udp-sessions-per-ip N
@@ -163,13 +164,16 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
         ticks: option(&mut args, "--ticks", parse_number)?.unwrap_or(defaults.ticks),
         interval: match option(&mut args, "--interval-ms", parse_number::<u64>)? {
             Some(0) => return Err(UsageError("--interval-ms: must be at least 1".into())),
-            Some(ms) => Duration::from_millis(ms),
+            Some(ms) => Duration::from_millis(at_most_a_day("--interval-ms", ms)?),
             None => defaults.interval,
         },
         max_conns: positive(&mut args, "--max-conns", defaults.max_conns)?,
         idle_timeout: match option(&mut args, "--idle-timeout-ms", parse_number::<u64>)? {
             Some(0) => None,
-            Some(ms) => Some(Duration::from_millis(ms)),
+            Some(ms) => Some(Duration::from_millis(at_most_a_day(
+                "--idle-timeout-ms",
+                ms,
+            )?)),
             None => defaults.idle_timeout,
         },
         max_udp_sessions: option(&mut args, "--max-udp-sessions", parse_number)?
@@ -223,6 +227,16 @@ fn option<T>(
             other => format!("{flag}: {other}"),
         })
     })
+}
+
+/// Durations are capped at a day: longer ones mean nothing for these services, and the cap keeps
+/// every deadline computed from them (`start + interval × ticks`) far from overflowing.
+fn at_most_a_day(flag: &str, ms: u64) -> Result<u64, UsageError> {
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    if ms > DAY_MS {
+        return Err(UsageError(format!("{flag}: at most {DAY_MS} (one day)")));
+    }
+    Ok(ms)
 }
 
 fn positive(
@@ -353,6 +367,8 @@ mod tests {
             "--max-conns: must be at least 1"
         );
         assert_eq!(err(&["--threads", "0"]), "--threads: must be at least 1");
+        assert!(err(&["--interval-ms", "18446744073709551615"]).contains("one day"));
+        assert!(err(&["--idle-timeout-ms", "86400001"]).contains("one day"));
         assert!(err(&["--frobnicate"]).contains("unexpected argument '--frobnicate'"));
         assert!(matches!(parse(&["--help"]), Ok(Command::Help)));
         assert!(matches!(parse(&["-V"]), Ok(Command::Version)));

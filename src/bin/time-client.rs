@@ -74,7 +74,10 @@ fn parse_args(mut args: pico_args::Arguments) -> Result<Options, String> {
 
 fn run(options: &Options) -> Result<(), String> {
     // Ticks come one interval apart; two intervals plus slack is "late", not "slow".
-    let timeout = options.interval.saturating_mul(2) + Duration::from_secs(2);
+    let timeout = options
+        .interval
+        .saturating_mul(2)
+        .saturating_add(Duration::from_secs(2));
     let target = join_host_port(&options.host, options.port);
     let explain = |err: &EndpointError| {
         if err.kind() == std::io::ErrorKind::TimedOut {

@@ -23,6 +23,10 @@ use super::{ChunkedDecoder, HttpError};
 /// reader hold, since the same buffer then carries the body.
 pub const MAX_HEAD: usize = 64 * 1024;
 
+/// Interim `1xx` responses skipped before giving up: a server sends one or two (`100 Continue`,
+/// `103 Early Hints`); one that keeps sending them would otherwise hold the client forever.
+const MAX_INTERIM: usize = 16;
+
 /// Header slots `httparse` is first given. It reports `TooManyHeaders` when they run out; the
 /// slots are then doubled and the head parsed again. 32 fits ordinary responses in one pass;
 /// the growth is bounded because every header line takes at least 3 of the `MAX_HEAD` bytes.
@@ -142,12 +146,15 @@ impl<R: Read> ResponseReader<R> {
     /// Reads up to the end of the final response's head, skipping interim `1xx` responses
     /// (all but `101 Switching Protocols`, which is final).
     pub fn read_head(&mut self) -> Result<ResponseHead, HttpError> {
-        loop {
+        for _ in 0..=MAX_INTERIM {
             let head = self.read_one_head()?;
             if !(100..200).contains(&head.status) || head.status == 101 {
                 return Ok(head);
             }
         }
+        Err(HttpError::BadResponse(format!(
+            "more than {MAX_INTERIM} interim (1xx) responses and no final one"
+        )))
     }
 
     /// Streams the body that follows `head` to `out`, unchanged except for removing chunked
@@ -373,6 +380,13 @@ mod tests {
             body(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n"),
             b""
         );
+    }
+
+    #[test]
+    fn endless_interim_responses_are_an_error() {
+        let input = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM + 1);
+        let err = read(&input, "GET").unwrap_err().to_string();
+        assert!(err.contains("interim"), "{err}");
     }
 
     #[test]
