@@ -9,9 +9,10 @@
 //!   kernel, TCP's window closes, and the peer's writes block: that is backpressure. When room
 //!   comes back the connection reads again on its own, since no new readable edge will come for
 //!   bytes that were already waiting.
-//! - **Writing** (`write(2)`): output goes to a bounded [`OutBuf`] and is written at once, until
-//!   it is empty or `WouldBlock`; only then is `WRITABLE` added to the interest
-//!   (`epoll_ctl(EPOLL_CTL_MOD)`), and removed again once the buffer is empty.
+//! - **Writing** (`write(2)`): a service's output is written at once, straight from the
+//!   service's bytes while nothing is queued; what the socket does not take waits in a bounded
+//!   [`OutBuf`], and only then is `WRITABLE` added to the interest (`epoll_ctl(EPOLL_CTL_MOD)`),
+//!   to be removed again once the queue is empty.
 //! - **Closing**: when the service is done, the rest of the output is flushed, then
 //!   `shutdown(SHUT_WR)` sends FIN after the last byte. The connection then lingers, discarding
 //!   input, until the peer's FIN or [`LINGER`]: closing a socket with unread input makes the
@@ -30,7 +31,7 @@ use log::debug;
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
-use crate::buffer::{Flushed, OutBuf};
+use crate::buffer::{Flushed, OutBuf, Output};
 use crate::readiness::{Readiness, Verdict, interrupted, would_block};
 use crate::services::{Env, Next, ServiceKind, TcpService};
 
@@ -113,8 +114,9 @@ impl Connection {
         if let Some(idle) = env.settings.idle_timeout {
             self.arm_housekeeping(env, env.now + idle);
         }
-        let next = self.service.on_open(env, &mut self.out);
-        self.apply(next);
+        if let Err(e) = self.call_service(env, |service, env, out| service.on_open(env, out)) {
+            return self.fail(&e);
+        }
         self.settle(env, registry, scratch)
     }
 
@@ -145,9 +147,9 @@ impl Connection {
         if tag & HOUSEKEEPING != 0 {
             return self.on_housekeeping(tag, env);
         }
-        if self.phase == Phase::Serving {
-            let next = self.service.on_timer(tag, env, &mut self.out);
-            self.apply(next);
+        if let Err(e) = self.call_service(env, |service, env, out| service.on_timer(tag, env, out))
+        {
+            return self.fail(&e);
         }
         self.settle(env, registry, scratch)
     }
@@ -165,17 +167,46 @@ impl Connection {
         registry: &Registry,
         scratch: &mut [u8],
     ) -> Verdict {
-        if self.phase == Phase::Serving {
-            let next = self.service.on_shutdown(env, &mut self.out);
-            self.apply(next);
+        if let Err(e) = self.call_service(env, |service, env, out| service.on_shutdown(env, out)) {
+            return self.fail(&e);
         }
         self.settle(env, registry, scratch)
     }
 
-    fn apply(&mut self, next: Next) {
-        if next == Next::Close && self.phase == Phase::Serving {
+    /// Calls one entry point of the service, if it is still serving, with an [`Output`] that
+    /// writes straight to the socket while nothing is queued. Returns the error a direct write
+    /// met, for which the connection must close.
+    fn call_service(
+        &mut self,
+        env: &mut Env,
+        call: impl FnOnce(&mut dyn TcpService, &mut Env, &mut Output) -> Next,
+    ) -> io::Result<()> {
+        if self.phase != Phase::Serving {
+            return Ok(());
+        }
+        let mut out = Output::new(&mut self.out, Some(&mut self.stream));
+        let next = call(self.service.as_mut(), env, &mut out);
+        let (written, error) = out.finish();
+        if written > 0 {
+            trace_event!(
+                env.settings.trace_events,
+                "{}: wrote {written} bytes",
+                env.label()
+            );
+            self.last_activity = env.now;
+        }
+        if next == Next::Close {
             self.phase = Phase::Closing;
         }
+        error.map_or(Ok(()), Err)
+    }
+
+    /// Logs why the connection must close, and says so.
+    fn fail(&self, error: &io::Error) -> Verdict {
+        // ECONNRESET, EPIPE (SIGPIPE is ignored, so a write to a closed peer returns an error
+        // instead of killing us), ETIMEDOUT…: this connection only.
+        debug!("{} {}: {error}", self.kind.name(), self.peer);
+        Verdict::Close
     }
 
     fn arm_housekeeping(&mut self, env: &mut Env, deadline: Instant) {
@@ -215,12 +246,7 @@ impl Connection {
     fn settle(&mut self, env: &mut Env, registry: &Registry, scratch: &mut [u8]) -> Verdict {
         let verdict = match self.pump(env, scratch) {
             Ok(verdict) => verdict,
-            Err(e) => {
-                // ECONNRESET, EPIPE (SIGPIPE is ignored, so a write to a closed peer returns
-                // an error instead of killing us), ETIMEDOUT…: this connection only.
-                debug!("{} {}: {e}", self.kind.name(), self.peer);
-                Verdict::Close
-            }
+            Err(e) => return self.fail(&e),
         };
         if verdict == Verdict::Close {
             return verdict;
@@ -288,10 +314,7 @@ impl Connection {
                     trace_event!(trace, "{}: read EOF", env.label());
                     self.input_ready = false;
                     self.input_closed = true;
-                    if self.phase == Phase::Serving {
-                        let next = self.service.on_input_closed(env, &mut self.out);
-                        self.apply(next);
-                    }
+                    self.call_service(env, |service, env, out| service.on_input_closed(env, out))?;
                     return Ok(true);
                 }
                 Ok(n) => {
@@ -302,11 +325,8 @@ impl Connection {
                         // only say WouldBlock. Any new byte raises a new edge.
                         self.input_ready = false;
                     }
-                    if self.phase == Phase::Serving {
-                        let input = buf.get(..n).unwrap_or_default();
-                        let next = self.service.on_input(input, env, &mut self.out);
-                        self.apply(next);
-                    }
+                    let input = buf.get(..n).unwrap_or_default();
+                    self.call_service(env, |service, env, out| service.on_input(input, env, out))?;
                     return Ok(true);
                 }
                 // Drained: nothing more until the next readable edge.

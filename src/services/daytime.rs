@@ -9,19 +9,19 @@
 use std::net::SocketAddr;
 
 use super::{Env, Next, TcpService, UdpService};
-use crate::buffer::OutBuf;
+use crate::buffer::Output;
 use crate::udp::Outbox;
 
 /// One TCP daytime connection: it speaks once.
 pub struct TcpDaytime;
 
 impl TcpService for TcpDaytime {
-    fn on_open(&mut self, env: &mut Env, out: &mut OutBuf) -> Next {
+    fn on_open(&mut self, env: &mut Env, out: &mut Output) -> Next {
         let _ = out.push(env.clock.daytime_text().as_bytes());
         Next::Close
     }
 
-    fn on_input(&mut self, _input: &[u8], _env: &mut Env, _out: &mut OutBuf) -> Next {
+    fn on_input(&mut self, _input: &[u8], _env: &mut Env, _out: &mut Output) -> Next {
         Next::Continue
     }
 }

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use log::debug;
 
 use super::{Env, Next, TcpService, UdpService};
-use crate::buffer::OutBuf;
+use crate::buffer::{OutBuf, Output};
 use crate::udp::Outbox;
 
 /// Source ports below this get no UDP echo (reflection-loop guard).
@@ -23,11 +23,11 @@ pub const LOWEST_ECHOED_PORT: u16 = 1024;
 pub struct TcpEcho;
 
 impl TcpService for TcpEcho {
-    fn on_open(&mut self, _env: &mut Env, _out: &mut OutBuf) -> Next {
+    fn on_open(&mut self, _env: &mut Env, _out: &mut Output) -> Next {
         Next::Continue
     }
 
-    fn on_input(&mut self, input: &[u8], _env: &mut Env, out: &mut OutBuf) -> Next {
+    fn on_input(&mut self, input: &[u8], _env: &mut Env, out: &mut Output) -> Next {
         match out.push(input) {
             Ok(()) => Next::Continue,
             // Cannot happen: the plumbing reads at most `input_room` bytes.

@@ -2,7 +2,7 @@
 //!
 //! Every service has the same small set of entry points, called by the plumbing that owns the
 //! socket: a TCP service ([`TcpService`]) hears about a new connection, input, end of input,
-//! its timers and shutdown, and answers with output in an [`OutBuf`] plus a [`Next`]; a UDP
+//! its timers and shutdown, and answers with bytes pushed to an [`Output`] plus a [`Next`]; a UDP
 //! service ([`UdpService`]) hears about datagrams, its timers and shutdown, and answers through an
 //! [`Outbox`]. Reading, writing, `WouldBlock`, interest and closing are done once, in
 //! `connection.rs` and `udp.rs`. A new service is a new file here and a line in [`ServiceKind`];
@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use mio::Token;
 
-use crate::buffer::OutBuf;
+use crate::buffer::{OutBuf, Output};
 use crate::clock::WallClock;
 use crate::config::Settings;
 use crate::rate_limit::RateLimiter;
@@ -105,20 +105,20 @@ impl<'a> Env<'a> {
 /// the service is not called again; any input that still arrives is discarded by the plumbing.
 pub trait TcpService: Send {
     /// The connection was just accepted.
-    fn on_open(&mut self, env: &mut Env, out: &mut OutBuf) -> Next;
+    fn on_open(&mut self, env: &mut Env, out: &mut Output) -> Next;
     /// Bytes arrived: never more than [`TcpService::input_room`] allowed.
-    fn on_input(&mut self, input: &[u8], env: &mut Env, out: &mut OutBuf) -> Next;
+    fn on_input(&mut self, input: &[u8], env: &mut Env, out: &mut Output) -> Next;
     /// The peer sent FIN: no more input will come (it may still read). By default the
     /// service is done then.
-    fn on_input_closed(&mut self, _env: &mut Env, _out: &mut OutBuf) -> Next {
+    fn on_input_closed(&mut self, _env: &mut Env, _out: &mut Output) -> Next {
         Next::Close
     }
     /// A timer set with [`Env::set_timer`] is due.
-    fn on_timer(&mut self, _tag: u64, _env: &mut Env, _out: &mut OutBuf) -> Next {
+    fn on_timer(&mut self, _tag: u64, _env: &mut Env, _out: &mut Output) -> Next {
         Next::Continue
     }
     /// The server is stopping: say goodbye if the protocol has a goodbye.
-    fn on_shutdown(&mut self, _env: &mut Env, _out: &mut OutBuf) -> Next {
+    fn on_shutdown(&mut self, _env: &mut Env, _out: &mut Output) -> Next {
         Next::Close
     }
     /// How many input bytes the service can take now. 0 pauses reading (backpressure) until

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Env, Next, TcpService, UdpService};
-use crate::buffer::OutBuf;
+use crate::buffer::Output;
 use crate::udp::Outbox;
 
 /// Seconds from 1900-01-01 to 1970-01-01 (70 years, 17 of them leap years).
@@ -33,12 +33,12 @@ pub fn rfc868_now() -> [u8; 4] {
 pub struct TcpRfc868;
 
 impl TcpService for TcpRfc868 {
-    fn on_open(&mut self, _env: &mut Env, out: &mut OutBuf) -> Next {
+    fn on_open(&mut self, _env: &mut Env, out: &mut Output) -> Next {
         let _ = out.push(&rfc868_now());
         Next::Close
     }
 
-    fn on_input(&mut self, _input: &[u8], _env: &mut Env, _out: &mut OutBuf) -> Next {
+    fn on_input(&mut self, _input: &[u8], _env: &mut Env, _out: &mut Output) -> Next {
         Next::Continue
     }
 }

@@ -20,7 +20,7 @@ use std::time::Instant;
 use log::{debug, info, warn};
 
 use super::{Env, Next, TcpService, UdpService};
-use crate::buffer::{LineReader, OutBuf};
+use crate::buffer::{LineReader, Output};
 use crate::config::Settings;
 use crate::slots::Slots;
 use crate::udp::Outbox;
@@ -51,16 +51,10 @@ impl Schedule {
 
     /// Sends what is due now (the next tick, and `Au Revoir` after the last one) and returns
     /// when the next tick is due, or `None` when the session is over.
-    fn step(
-        &mut self,
-        env: &mut Env,
-        mut send: impl FnMut(Message<'_>) -> bool,
-    ) -> Option<Instant> {
+    fn step(&mut self, env: &mut Env, mut send: impl FnMut(Message<'_>)) -> Option<Instant> {
         let total = env.settings.ticks;
         if self.sent < total {
-            if !send(Message::Tick(env.clock.tick_text())) {
-                return None;
-            }
+            send(Message::Tick(env.clock.tick_text()));
             self.sent += 1;
         }
         if self.sent < total {
@@ -99,18 +93,24 @@ impl TcpTimeStream {
     }
 
     /// Sends what is due and arms the timer for the next tick, or ends the session.
-    fn step(&mut self, env: &mut Env, out: &mut OutBuf) -> Next {
+    fn step(&mut self, env: &mut Env, out: &mut Output) -> Next {
         let TcpState::Streaming(schedule) = &mut self.state else {
             return Next::Continue;
         };
+        // The last tick and `Au Revoir` go out together, in one write.
+        let mut lines = String::new();
         let next = schedule.step(env, |message| {
-            let pushed = match message {
-                Message::Tick(text) => out.push(format!("{text}\n").as_bytes()),
-                Message::AuRevoir => out.push(format!("{AU_REVOIR}\n").as_bytes()),
-            };
-            // Full means the client has not read for a long while: give up on it.
-            pushed.is_ok()
+            match message {
+                Message::Tick(text) => lines.push_str(text),
+                Message::AuRevoir => lines.push_str(AU_REVOIR),
+            }
+            lines.push('\n');
         });
+        if out.push(lines.as_bytes()).is_err() {
+            // Full means the client has not read for a long while: give up on it.
+            self.state = TcpState::Finished;
+            return Next::Close;
+        }
         match next {
             Some(deadline) => {
                 env.set_timer(deadline, 0);
@@ -125,11 +125,11 @@ impl TcpTimeStream {
 }
 
 impl TcpService for TcpTimeStream {
-    fn on_open(&mut self, _env: &mut Env, _out: &mut OutBuf) -> Next {
+    fn on_open(&mut self, _env: &mut Env, _out: &mut Output) -> Next {
         Next::Continue
     }
 
-    fn on_input(&mut self, input: &[u8], env: &mut Env, out: &mut OutBuf) -> Next {
+    fn on_input(&mut self, input: &[u8], env: &mut Env, out: &mut Output) -> Next {
         let TcpState::AwaitingGreeting(lines) = &mut self.state else {
             return Next::Continue; // input after the greeting is read and discarded
         };
@@ -149,7 +149,7 @@ impl TcpService for TcpTimeStream {
         }
     }
 
-    fn on_input_closed(&mut self, _env: &mut Env, _out: &mut OutBuf) -> Next {
+    fn on_input_closed(&mut self, _env: &mut Env, _out: &mut Output) -> Next {
         match self.state {
             // It can never greet now.
             TcpState::AwaitingGreeting(_) => Next::Close,
@@ -158,11 +158,11 @@ impl TcpService for TcpTimeStream {
         }
     }
 
-    fn on_timer(&mut self, _tag: u64, env: &mut Env, out: &mut OutBuf) -> Next {
+    fn on_timer(&mut self, _tag: u64, env: &mut Env, out: &mut Output) -> Next {
         self.step(env, out)
     }
 
-    fn on_shutdown(&mut self, _env: &mut Env, out: &mut OutBuf) -> Next {
+    fn on_shutdown(&mut self, _env: &mut Env, out: &mut Output) -> Next {
         if !matches!(self.state, TcpState::Finished) {
             let _ = out.push(format!("{AU_REVOIR}\n").as_bytes());
             self.state = TcpState::Finished;
@@ -218,12 +218,9 @@ impl UdpTimeStream {
             return;
         };
         let peer = session.peer;
-        let next = session.schedule.step(env, |message| {
-            match message {
-                Message::Tick(text) => out.send_to(text.as_bytes(), peer),
-                Message::AuRevoir => out.send_to(AU_REVOIR.as_bytes(), peer),
-            }
-            true
+        let next = session.schedule.step(env, |message| match message {
+            Message::Tick(text) => out.send_to(text.as_bytes(), peer),
+            Message::AuRevoir => out.send_to(AU_REVOIR.as_bytes(), peer),
         });
         match next {
             Some(deadline) => env.set_timer(deadline, key as u64),
@@ -288,6 +285,7 @@ impl UdpService for UdpTimeStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::buffer::OutBuf;
     use crate::services::Shared;
     use mio::Token;
     use std::time::Duration;
@@ -302,10 +300,14 @@ mod tests {
         let start = shared.now;
         let at = |ms| start + Duration::from_millis(ms);
         let mut session = TcpTimeStream::new("127.0.0.1:9".parse().unwrap());
-        let mut out = OutBuf::new(1024);
+        let mut queue = OutBuf::new(1024);
         let token = Token(7);
 
-        let next = session.on_input(b"Bonjour\r\n", &mut Env::new(&mut shared, token), &mut out);
+        let next = session.on_input(
+            b"Bonjour\r\n",
+            &mut Env::new(&mut shared, token),
+            &mut Output::new(&mut queue, None),
+        );
         assert_eq!(next, Next::Continue);
         // The loop wakes up late every time; each deadline still counts from the greeting.
         for (woke_at, expected) in [(1300, 2000), (2950, 3000)] {
@@ -313,17 +315,19 @@ mod tests {
             assert_eq!((timer.token, timer.tag), (token, 0));
             assert!(u128::from(woke_at) >= (timer.deadline - start).as_millis());
             shared.now = at(woke_at);
+            let mut out = Output::new(&mut queue, None);
             let next = session.on_timer(0, &mut Env::new(&mut shared, token), &mut out);
             assert_eq!(next, Next::Continue);
             assert_eq!(shared.timers.peek().unwrap().deadline, at(expected));
         }
         shared.now = at(3001);
         shared.timers.pop();
+        let mut out = Output::new(&mut queue, None);
         let next = session.on_timer(0, &mut Env::new(&mut shared, token), &mut out);
         assert_eq!(next, Next::Close, "4 ticks, then the session ends");
         assert!(shared.timers.is_empty());
 
-        let text = String::from_utf8(out.pending().to_vec()).unwrap();
+        let text = String::from_utf8(queue.pending().to_vec()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 5, "{text:?}");
         assert_eq!(lines[4], AU_REVOIR);
@@ -336,11 +340,11 @@ mod tests {
             ..Settings::default()
         });
         let mut session = TcpTimeStream::new("127.0.0.1:9".parse().unwrap());
-        let mut out = OutBuf::new(1024);
+        let mut queue = OutBuf::new(1024);
         let mut env = Env::new(&mut shared, Token(1));
+        let mut out = Output::new(&mut queue, None);
         assert_eq!(session.on_input(b"hi\n", &mut env, &mut out), Next::Close);
-        assert_eq!(out.pending(), b"Au Revoir\n");
         assert_eq!(session.on_shutdown(&mut env, &mut out), Next::Close);
-        assert_eq!(out.pending(), b"Au Revoir\n", "no second goodbye");
+        assert_eq!(queue.pending(), b"Au Revoir\n", "one goodbye, not two");
     }
 }
