@@ -153,10 +153,6 @@ impl UdpPort {
         self.kind
     }
 
-    pub fn socket(&self) -> &UdpSocket {
-        &self.socket
-    }
-
     pub fn socket_mut(&mut self) -> &mut UdpSocket {
         &mut self.socket
     }

@@ -5,21 +5,9 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Reactor, read_to_end, tcp, udp};
+use common::{Reactor, assert_daytime_line, read_to_end, tcp, udp};
 
 const SECONDS_1900_TO_1970: u64 = 2_208_988_800;
-
-fn assert_daytime_line(reply: &[u8]) {
-    let text = std::str::from_utf8(reply).unwrap();
-    let line = text.strip_suffix("\r\n").expect("ends in CRLF");
-    assert!(!line.contains('\n'), "one line: {text:?}");
-    let parsed = chrono::NaiveDateTime::parse_from_str(line, "%a %b %e %H:%M:%S %Y")
-        .unwrap_or_else(|e| panic!("{line:?}: {e}"));
-    let skew = (chrono::Local::now().naive_local() - parsed)
-        .num_seconds()
-        .abs();
-    assert!(skew <= 5, "{line:?} is not now");
-}
 
 fn assert_rfc868_now(reply: &[u8]) {
     let seconds = u32::from_be_bytes(reply.try_into().expect("exactly 4 bytes"));

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{Reactor, assert_tick, random_bytes, run};
+use common::{Reactor, assert_daytime_line, assert_tick, random_bytes, run};
 
 /// The path of `tool`, or a failure that says how to get it.
 fn require(tool: &str, package: &str) -> String {
@@ -98,18 +98,8 @@ fn nc_reads_daytime_over_tcp_and_udp() {
         &["-u", "-w1", "127.0.0.1", &port(&reactor, "daytime", "udp")],
         b"\n",
     ));
-    for reply in [tcp, udp] {
-        let text = String::from_utf8(reply).unwrap();
-        let line = text
-            .strip_suffix("\r\n")
-            .unwrap_or_else(|| panic!("{text:?} ends in CRLF"));
-        let parsed = chrono::NaiveDateTime::parse_from_str(line, "%a %b %e %H:%M:%S %Y")
-            .unwrap_or_else(|e| panic!("{line:?}: {e}"));
-        let skew = (chrono::Local::now().naive_local() - parsed)
-            .num_seconds()
-            .abs();
-        assert!(skew <= 5, "{line:?}");
-    }
+    assert_daytime_line(&tcp);
+    assert_daytime_line(&udp);
 }
 
 #[test]

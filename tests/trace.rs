@@ -16,6 +16,18 @@ fn lines_of<'a>(log: &'a str, label: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The token label (`#slot.generation`) of the first trace line whose text after the label
+/// satisfies `matches`.
+fn label_where(log: &str, matches: impl Fn(&str) -> bool) -> &str {
+    log.lines()
+        .find_map(|line| {
+            let text = line.split_once("] ")?.1;
+            let (label, rest) = text.split_once(": ")?;
+            matches(rest).then_some(label)
+        })
+        .unwrap_or_else(|| panic!("no such trace line in:\n{log}"))
+}
+
 /// Asserts that `expected` fragments appear in `lines` in this order (other lines may be
 /// in between: e.g. the kernel may split one event into two).
 fn assert_in_order(lines: &[&str], expected: &[&str]) {
@@ -45,14 +57,7 @@ fn trace_events_show_one_time_session_from_accept_to_close() {
 
     let log = reactor.log();
     // The connection's token is announced when it is accepted: `#slot.generation`.
-    let accepted = log
-        .lines()
-        .find_map(|line| {
-            let text = line.split_once("] ")?.1;
-            let (label, rest) = text.split_once(": ")?;
-            rest.starts_with("accepted time tcp").then_some(label)
-        })
-        .unwrap_or_else(|| panic!("no accepted line in:\n{log}"));
+    let accepted = label_where(&log, |rest| rest.starts_with("accepted time tcp"));
     assert!(accepted.starts_with('#'), "{accepted}");
     assert_in_order(
         &lines_of(&log, accepted),
@@ -86,14 +91,7 @@ fn trace_events_show_a_udp_exchange_and_are_silent_when_off() {
     assert_eq!(recv_text(&socket), "hi!");
     std::thread::sleep(Duration::from_millis(100));
     let log = reactor.log();
-    let label = log
-        .lines()
-        .find_map(|line| {
-            let text = line.split_once("] ")?.1;
-            let (label, rest) = text.split_once(": ")?;
-            (rest == "R---- echo udp").then_some(label)
-        })
-        .unwrap_or_else(|| panic!("no UDP event in:\n{log}"));
+    let label = label_where(&log, |rest| rest == "R---- echo udp");
     assert_in_order(
         &lines_of(&log, label),
         &[

@@ -188,15 +188,6 @@ struct UdpSession {
 }
 
 impl UdpTimeStream {
-    /// Live sessions (for tests and statistics).
-    pub fn len(&self) -> usize {
-        self.sessions.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
-    }
-
     fn admits(&mut self, peer: SocketAddr, settings: &Settings) -> bool {
         let of_ip = self.per_ip.get(&peer.ip()).copied().unwrap_or(0);
         let admitted = self.sessions.len() < settings.max_udp_sessions

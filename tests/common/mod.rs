@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use inetloop::clock::TICK_FORMAT;
+use inetloop::clock::{DAYTIME_FORMAT, TICK_FORMAT};
 
 /// Longest any single socket operation in a test may take.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -296,6 +296,21 @@ pub fn expect_au_revoir_udp(socket: &UdpSocket) {
         assert_tick(&text);
         text = recv_text(socket);
     }
+}
+
+/// Asserts that `reply` is one daytime line (RFC 867, `\r\n`-terminated) for about now.
+pub fn assert_daytime_line(reply: &[u8]) {
+    let text = std::str::from_utf8(reply).expect("a daytime reply is text");
+    let line = text
+        .strip_suffix("\r\n")
+        .unwrap_or_else(|| panic!("{text:?} ends in CRLF"));
+    assert!(!line.contains('\n'), "one line: {text:?}");
+    let parsed = chrono::NaiveDateTime::parse_from_str(line, DAYTIME_FORMAT)
+        .unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    let skew = (chrono::Local::now().naive_local() - parsed)
+        .num_seconds()
+        .abs();
+    assert!(skew <= 5, "{line:?} is not now");
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.
