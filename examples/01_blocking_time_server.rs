@@ -43,7 +43,7 @@ use std::str::FromStr;
 use std::thread;
 use std::time::Duration;
 
-use inetloop::clock::TICK_FORMAT;
+use inetloop::services::clock::TICK_FORMAT;
 
 /// Longest greeting line accepted, not counting its `\r\n` (PROTOCOLS.md §2).
 const GREETING_MAX: usize = 1024;

@@ -43,7 +43,7 @@ use std::str::FromStr;
 use std::thread;
 use std::time::Duration;
 
-use inetloop::clock::TICK_FORMAT;
+use inetloop::services::clock::TICK_FORMAT;
 
 /// The last datagram of a session.
 const AU_REVOIR: &str = "Au Revoir";

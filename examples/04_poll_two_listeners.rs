@@ -43,7 +43,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::str::FromStr;
 
-use inetloop::clock::daytime_text;
+use inetloop::services::clock::daytime_text;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;

@@ -50,7 +50,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use inetloop::clock::TICK_FORMAT;
+use inetloop::services::clock::TICK_FORMAT;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;

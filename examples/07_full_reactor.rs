@@ -55,8 +55,8 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
-use inetloop::config::Settings;
-use inetloop::reactor::Reactor;
+use inetloop::server::config::Settings;
+use inetloop::server::reactor::Reactor;
 use inetloop::services::ServiceKind;
 use log::LevelFilter;
 use simplelog::{ColorChoice, TermLogger, TerminalMode};

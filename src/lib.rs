@@ -41,18 +41,8 @@ macro_rules! trace_event {
     };
 }
 
-pub mod buffer;
-pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod connection;
-pub mod endpoint;
-pub mod http;
-pub mod listen;
-pub mod rate_limit;
-pub mod reactor;
-pub mod readiness;
+pub mod client;
+pub mod nonblocking;
+pub mod server;
 pub mod services;
 pub mod slots;
-pub mod timer;
-pub mod udp;

@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{IO_TIMEOUT, assert_tick, random_bytes, read_line, read_to_end, recv_text, tcp, udp};
-use inetloop::clock::DAYTIME_FORMAT;
+use inetloop::services::clock::DAYTIME_FORMAT;
 
 /// The path of a built example.
 fn example_path(name: &str) -> PathBuf {

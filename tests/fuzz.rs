@@ -6,7 +6,8 @@ mod common;
 use std::io::{self, Write};
 
 use common::{Reactor, assert_tick, random_bytes, read_to_end, tcp, udp};
-use inetloop::buffer::{Flushed, LineReader, LineTooLong, OutBuf};
+use inetloop::services::line::{LineReader, LineTooLong};
+use inetloop::services::output::{Flushed, OutBuf};
 use proptest::prelude::*;
 
 /// What the time stream must answer to `input` (greeting cap 1024, one tick per session).

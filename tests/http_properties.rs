@@ -9,7 +9,7 @@
 
 use std::io::{self, Read};
 
-use inetloop::http::{ChunkedDecoder, HttpError, ResponseReader};
+use inetloop::client::http::{ChunkedDecoder, HttpError, ResponseReader};
 use proptest::prelude::*;
 
 /// A source that returns `data` in reads of the given sizes (cycled), as a socket might.

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use inetloop::cli::{client_main, target};
-use inetloop::endpoint::{Endpoint, join_host_port};
+use inetloop::client::cli::{client_main, target};
+use inetloop::client::endpoint::{Endpoint, join_host_port};
 
 const USAGE: &str = "\
 usage: echo-client [--udp] [--timeout SECS] [HOST:PORT]

@@ -3,7 +3,7 @@
 //! With a URL it behaves like a small `curl`: the body (de-chunked) goes to stdout, `-i` puts
 //! the status line and headers first. Without one it is the original lab's interactive client:
 //! it asks for method, target, version and host on stderr, reads one stdin line for each, and
-//! prints the whole response. Either way the work is [`inetloop::http::fetch`]: resolve and
+//! prints the whole response. Either way the work is [`inetloop::client::http::fetch`]: resolve and
 //! connect with a timeout, one `write` of the request, reads with `SO_RCVTIMEO` until the
 //! response is complete.
 //!
@@ -18,7 +18,7 @@ use std::io::{self, BufRead, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use inetloop::http::{self, HttpError, Request, Url, Version};
+use inetloop::client::http::{self, HttpError, Request, Url, Version};
 
 const USAGE: &str = "\
 usage: http-client [OPTIONS] URL

@@ -10,9 +10,9 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use inetloop::config::{Command, Config, USAGE, parse_args};
-use inetloop::listen::Proto;
-use inetloop::reactor::Reactor;
+use inetloop::server::config::{Command, Config, USAGE, parse_args};
+use inetloop::server::listen::Proto;
+use inetloop::server::reactor::Reactor;
 use log::{LevelFilter, info};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
@@ -79,7 +79,10 @@ fn serve(config: Config) -> Result<(), String> {
             Err(_) => return Err(format!("event loop {} panicked", i + 1)),
         }
     }
-    info!("stopped");
+    match main_loop.shutdown_took() {
+        Some(took) => info!("stopped: shutdown took {} ms", took.as_millis()),
+        None => info!("stopped"),
+    }
     Ok(())
 }
 

@@ -14,9 +14,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use inetloop::cli::{client_main, target};
-use inetloop::clock::TICK_FORMAT;
-use inetloop::endpoint::{Endpoint, EndpointError, join_host_port};
+use inetloop::client::cli::{client_main, target};
+use inetloop::client::endpoint::{Endpoint, EndpointError, join_host_port};
+use inetloop::services::clock::TICK_FORMAT;
 use inetloop::services::time_stream::{AU_REVOIR, GREETING_MAX};
 
 const USAGE: &str = "\

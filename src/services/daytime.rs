@@ -9,8 +9,8 @@
 use std::net::SocketAddr;
 
 use super::{Env, Next, TcpService, UdpService};
-use crate::buffer::Output;
-use crate::udp::Outbox;
+use crate::server::udp::Outbox;
+use crate::services::output::Output;
 
 /// One TCP daytime connection: it speaks once.
 pub struct TcpDaytime;

@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use log::debug;
 
 use super::{Env, Next, TcpService, UdpService};
-use crate::buffer::{OutBuf, Output};
-use crate::udp::Outbox;
+use crate::server::udp::Outbox;
+use crate::services::output::{OutBuf, Output};
 
 /// Source ports below this get no UDP echo (reflection-loop guard).
 pub const LOWEST_ECHOED_PORT: u16 = 1024;

@@ -8,8 +8,11 @@
 //! `connection.rs` and `udp.rs`. A new service is a new file here and a line in [`ServiceKind`];
 //! the loop does not change.
 
+pub mod clock;
 pub mod daytime;
 pub mod echo;
+pub mod line;
+pub mod output;
 pub mod rfc868;
 pub mod time_stream;
 
@@ -18,13 +21,13 @@ use std::time::Instant;
 
 use mio::Token;
 
-use crate::buffer::{OutBuf, Output};
-use crate::clock::WallClock;
-use crate::config::Settings;
-use crate::rate_limit::RateLimiter;
+use crate::server::config::Settings;
+use crate::server::rate_limit::RateLimiter;
+use crate::server::timer::TimerHeap;
+use crate::server::udp::Outbox;
+use crate::services::clock::WallClock;
+use crate::services::output::{OutBuf, Output};
 use crate::slots::KeyLabel;
-use crate::timer::TimerHeap;
-use crate::udp::Outbox;
 
 /// What the plumbing should do with a TCP connection after an entry point returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

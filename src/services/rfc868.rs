@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Env, Next, TcpService, UdpService};
-use crate::buffer::Output;
-use crate::udp::Outbox;
+use crate::server::udp::Outbox;
+use crate::services::output::Output;
 
 /// Seconds from 1900-01-01 to 1970-01-01 (70 years, 17 of them leap years).
 pub const SECONDS_1900_TO_1970: i64 = 2_208_988_800;

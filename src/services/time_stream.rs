@@ -20,10 +20,11 @@ use std::time::Instant;
 use log::{debug, info, warn};
 
 use super::{Env, Next, TcpService, UdpService};
-use crate::buffer::{LineReader, Output};
-use crate::config::Settings;
+use crate::server::config::Settings;
+use crate::server::udp::Outbox;
+use crate::services::line::LineReader;
+use crate::services::output::Output;
 use crate::slots::Slots;
-use crate::udp::Outbox;
 
 /// Longest greeting line accepted, in bytes (not counting `\r\n`).
 pub const GREETING_MAX: usize = 1024;
@@ -276,8 +277,8 @@ impl UdpService for UdpTimeStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buffer::OutBuf;
     use crate::services::Shared;
+    use crate::services::output::OutBuf;
     use mio::Token;
     use std::time::Duration;
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use inetloop::clock::{DAYTIME_FORMAT, TICK_FORMAT};
+use inetloop::services::clock::{DAYTIME_FORMAT, TICK_FORMAT};
 
 /// Longest any single socket operation in a test may take.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);

@@ -26,14 +26,15 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::config::Settings;
-use crate::connection::Connection;
-use crate::listen::{BindError, BoundSocket, Proto, bind_pair};
-use crate::readiness::{Readiness, Verdict, interrupted, would_block};
+use crate::nonblocking::{interrupted, would_block};
+use crate::server::config::Settings;
+use crate::server::connection::Connection;
+use crate::server::listen::{BindError, BoundSocket, Proto, bind_pair};
+use crate::server::readiness::{Readiness, Verdict};
+use crate::server::timer::Timer;
+use crate::server::udp::UdpPort;
 use crate::services::{Env, ServiceKind, Shared};
 use crate::slots::{KeyLabel, Slots};
-use crate::timer::Timer;
-use crate::udp::UdpPort;
 
 /// The signal source's token. Slab tokens are never this small (see [`Slots`]).
 pub const SIGNALS: Token = Token(0);
@@ -92,6 +93,8 @@ pub struct Reactor {
     signals: Option<Signals>,
     /// Set by SIGINT/SIGTERM: the loop ends when everything is flushed or at this instant.
     shutdown_deadline: Option<Instant>,
+    /// When the shutdown began, to report how long it took.
+    shutdown_began: Option<Instant>,
 }
 
 impl Reactor {
@@ -108,6 +111,7 @@ impl Reactor {
             accept: AcceptGate::default(),
             signals: None,
             shutdown_deadline: None,
+            shutdown_began: None,
         })
     }
 
@@ -270,6 +274,7 @@ impl Reactor {
             return;
         }
         self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
+        self.shutdown_began = Some(now);
         for token in std::mem::take(&mut self.listeners) {
             self.close(token);
         }
@@ -287,6 +292,12 @@ impl Reactor {
             };
             self.apply(token, verdict);
         }
+    }
+
+    /// How long the shutdown took, from the signal to the end of the loop (measured by the loop
+    /// itself, so a test can check the promise without trusting its own machine's timing).
+    pub fn shutdown_took(&self) -> Option<Duration> {
+        self.shutdown_began.map(|began| began.elapsed())
     }
 
     /// Whether a shutdown is complete: everything flushed, or the grace period is over.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use pico_args::Arguments;
 
-use crate::endpoint::parse_host_port;
+use crate::client::endpoint::parse_host_port;
 
 /// Runs a client: parses the command line with `parse`, then does the work with `run`.
 pub fn client_main<T>(

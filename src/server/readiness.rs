@@ -9,8 +9,6 @@
 //! `mio::event::Event` (which only the kernel can make), so a unit test can hand the dispatcher
 //! crafted events, and the loop can replay "readable" for a socket it deliberately left unfinished.
 
-use std::io;
-
 /// The flags of one readiness event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Readiness {
@@ -81,17 +79,6 @@ pub enum Verdict {
     Yield,
     /// Done: deregister and drop the socket.
     Close,
-}
-
-/// The socket has nothing more for us (reading) or no room (writing) right now. With
-/// edge-triggered readiness this is the signal that we are done until the next event.
-pub fn would_block(err: &io::Error) -> bool {
-    err.kind() == io::ErrorKind::WouldBlock
-}
-
-/// A signal arrived during the system call; nothing happened, so try the same call again.
-pub fn interrupted(err: &io::Error) -> bool {
-    err.kind() == io::ErrorKind::Interrupted
 }
 
 #[cfg(test)]

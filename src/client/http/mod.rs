@@ -3,7 +3,7 @@
 //! What happens on the wire, in order:
 //!
 //! 1. [`Url`] splits `http://host[:port][/path][?query]`; only plain `http` is spoken.
-//! 2. [`crate::endpoint::Endpoint`] resolves the host and connects (`getaddrinfo`, `connect`
+//! 2. [`crate::client::endpoint::Endpoint`] resolves the host and connects (`getaddrinfo`, `connect`
 //!    with a timeout), and sets `SO_RCVTIMEO` so no read waits forever.
 //! 3. [`Request`] is written in one `write_all`: request line, `Host`, `Connection: close`,
 //!    extra headers, blank line. `Connection: close` asks the server to close after the
@@ -31,7 +31,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use crate::endpoint::{Endpoint, EndpointError, describe};
+use crate::client::endpoint::{Endpoint, EndpointError, describe};
 
 /// Why a request could not be made or its response could not be read.
 #[derive(Debug)]

@@ -17,8 +17,9 @@ use log::{debug, warn};
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
-use crate::rate_limit::Admission;
-use crate::readiness::{Readiness, Verdict, interrupted, would_block};
+use crate::nonblocking::{interrupted, would_block};
+use crate::server::rate_limit::Admission;
+use crate::server::readiness::{Readiness, Verdict};
 use crate::services::{Env, ServiceKind, UdpService};
 use crate::slots::KeyLabel;
 

@@ -31,8 +31,9 @@ use log::debug;
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
-use crate::buffer::{Flushed, OutBuf, Output};
-use crate::readiness::{Readiness, Verdict, interrupted, would_block};
+use crate::nonblocking::{interrupted, would_block};
+use crate::server::readiness::{Readiness, Verdict};
+use crate::services::output::{Flushed, OutBuf, Output};
 use crate::services::{Env, Next, ServiceKind, TcpService};
 
 /// Output a connection may hold unsent. For echo this is the backpressure threshold; for the

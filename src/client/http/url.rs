@@ -2,11 +2,11 @@
 //! what to ask for.
 //!
 //! No socket is touched here. The host part goes through
-//! [`crate::endpoint::parse_host_port`], the same parser the other clients use for `HOST:PORT`,
+//! [`crate::client::endpoint::parse_host_port`], the same parser the other clients use for `HOST:PORT`,
 //! so IPv6 literals (`http://[::1]:8080/`) and the host-name checks are written once.
 
 use super::HttpError;
-use crate::endpoint::{bracketed, join_host_port, parse_host_port};
+use crate::client::endpoint::{bracketed, join_host_port, parse_host_port};
 
 /// The port an `http://` URL means when it names none.
 const DEFAULT_PORT: u16 = 80;

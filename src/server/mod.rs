@@ -1,0 +1,11 @@
+//! The server wing: the loop and the plumbing. Everything here knows about `mio`, sockets and
+//! tokens; nothing here knows what a protocol says.
+
+pub mod config;
+pub mod connection;
+pub mod listen;
+pub mod rate_limit;
+pub mod reactor;
+pub mod readiness;
+pub mod timer;
+pub mod udp;
