@@ -112,11 +112,9 @@ fn parse_args() -> Result<(Vec<(ServiceKind, u16)>, Settings), String> {
         (ServiceKind::TimeStream, flag(&mut args, "--time", 8080)?),
         (ServiceKind::Echo, flag(&mut args, "--echo", 8081)?),
     ];
-    let settings = Settings {
-        ticks: flag(&mut args, "--ticks", 60)?,
-        interval: Duration::from_millis(flag(&mut args, "--interval-ms", 1000)?),
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.service.ticks = flag(&mut args, "--ticks", 60)?;
+    settings.service.interval = Duration::from_millis(flag(&mut args, "--interval-ms", 1000)?);
     match args.finish().first() {
         Some(extra) => Err(format!("unexpected argument {extra:?}")),
         None => Ok((services, settings)),

@@ -112,8 +112,8 @@ impl<T> Slots<T> {
             .collect()
     }
 
-    pub fn values(&self) -> impl Iterator<Item = &T> {
-        self.slab.iter().map(|(_, slot)| &slot.value)
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.slab.iter_mut().map(|(_, slot)| &mut slot.value)
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use log::LevelFilter;
 
 use crate::services::ServiceKind;
+use crate::services::contract::ServiceSettings;
 
 pub const USAGE: &str = "\
 reactor: one thread, one mio::Poll, several small network services
@@ -56,21 +57,15 @@ every time-stream session, flush, exit 0 within a second. SIGUSR1: log a status
 line (connections, timers, queued replies).
 ";
 
-/// What the services need to know at run time.
+/// What the loop and its plumbing need to know at run time.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Lines per time-stream session before `Au Revoir`.
-    pub ticks: u32,
-    /// Time between two ticks of one session.
-    pub interval: Duration,
+    /// What the protocols need (ticks, interval, UDP session caps); lent to every entry point.
+    pub service: ServiceSettings,
     /// Open TCP connections across all services; past it, accepting pauses.
     pub max_conns: usize,
     /// Silence after which a TCP connection is closed; `None` = never.
     pub idle_timeout: Option<Duration>,
-    /// Live UDP time-stream sessions in total.
-    pub max_udp_sessions: usize,
-    /// Live UDP time-stream sessions per source IP.
-    pub max_udp_sessions_per_ip: usize,
     /// UDP datagrams served per source IP per second, all services together; 0 = no limit.
     pub udp_rate_per_ip: u32,
     /// Log each readiness event and each action (`--trace-events`).
@@ -80,12 +75,9 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            ticks: 60,
-            interval: Duration::from_millis(1000),
+            service: ServiceSettings::default(),
             max_conns: 10_000,
             idle_timeout: Some(Duration::from_millis(60_000)),
-            max_udp_sessions: 10_000,
-            max_udp_sessions_per_ip: 100,
             udp_rate_per_ip: 100,
             trace_events: false,
         }
@@ -98,12 +90,36 @@ impl Settings {
     pub fn share(&self, loops: usize) -> Settings {
         let part = |total: usize| total.div_ceil(loops.max(1));
         Settings {
+            service: ServiceSettings {
+                max_udp_sessions: part(self.service.max_udp_sessions),
+                max_udp_sessions_per_ip: part(self.service.max_udp_sessions_per_ip),
+                ..self.service.clone()
+            },
             max_conns: part(self.max_conns),
-            max_udp_sessions: part(self.max_udp_sessions),
-            max_udp_sessions_per_ip: part(self.max_udp_sessions_per_ip),
             udp_rate_per_ip: self.udp_rate_per_ip.div_ceil(loops.max(1) as u32),
             ..self.clone()
         }
+    }
+}
+
+/// The command-line flag that sets a service's port.
+pub fn flag(kind: ServiceKind) -> &'static str {
+    match kind {
+        ServiceKind::TimeStream => "--time",
+        ServiceKind::Echo => "--echo",
+        ServiceKind::Daytime => "--daytime",
+        ServiceKind::Rfc868 => "--rfc868",
+    }
+}
+
+/// A service's port when its flag is not given: unprivileged stand-ins for the well-known
+/// ports (13 for daytime, 37 for time, 7 for echo), so no root is needed.
+pub fn default_port(kind: ServiceKind) -> u16 {
+    match kind {
+        ServiceKind::TimeStream => 8080,
+        ServiceKind::Echo => 8081,
+        ServiceKind::Daytime => 8013,
+        ServiceKind::Rfc868 => 8037,
     }
 }
 
@@ -152,21 +168,27 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
 
     let mut services = Vec::new();
     for kind in ServiceKind::ALL {
-        let flag = kind.flag();
         if let Some(port) =
-            option(&mut args, flag, parse_port)?.unwrap_or(Some(kind.default_port()))
+            option(&mut args, flag(kind), parse_port)?.unwrap_or(Some(default_port(kind)))
         {
             services.push((kind, port));
         }
     }
 
-    let settings = Settings {
-        ticks: option(&mut args, "--ticks", parse_number)?.unwrap_or(defaults.ticks),
+    let service = ServiceSettings {
+        ticks: option(&mut args, "--ticks", parse_number)?.unwrap_or(defaults.service.ticks),
         interval: match option(&mut args, "--interval-ms", parse_number::<u64>)? {
             Some(0) => return Err(UsageError("--interval-ms: must be at least 1".into())),
             Some(ms) => Duration::from_millis(at_most_a_day("--interval-ms", ms)?),
-            None => defaults.interval,
+            None => defaults.service.interval,
         },
+        max_udp_sessions: option(&mut args, "--max-udp-sessions", parse_number)?
+            .unwrap_or(defaults.service.max_udp_sessions),
+        max_udp_sessions_per_ip: option(&mut args, "--max-udp-sessions-per-ip", parse_number)?
+            .unwrap_or(defaults.service.max_udp_sessions_per_ip),
+    };
+    let settings = Settings {
+        service,
         max_conns: positive(&mut args, "--max-conns", defaults.max_conns)?,
         idle_timeout: match option(&mut args, "--idle-timeout-ms", parse_number::<u64>)? {
             Some(0) => None,
@@ -176,10 +198,6 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
             )?)),
             None => defaults.idle_timeout,
         },
-        max_udp_sessions: option(&mut args, "--max-udp-sessions", parse_number)?
-            .unwrap_or(defaults.max_udp_sessions),
-        max_udp_sessions_per_ip: option(&mut args, "--max-udp-sessions-per-ip", parse_number)?
-            .unwrap_or(defaults.max_udp_sessions_per_ip),
         udp_rate_per_ip: option(&mut args, "--udp-rate-per-ip", parse_number)?
             .unwrap_or(defaults.udp_rate_per_ip),
         trace_events: args.contains("--trace-events"),
@@ -302,8 +320,8 @@ mod tests {
                 (ServiceKind::Rfc868, 8037),
             ]
         );
-        assert_eq!(config.settings.ticks, 60);
-        assert_eq!(config.settings.interval, Duration::from_secs(1));
+        assert_eq!(config.settings.service.ticks, 60);
+        assert_eq!(config.settings.service.interval, Duration::from_secs(1));
         assert_eq!(config.log_level, LevelFilter::Info);
     }
 
@@ -346,10 +364,10 @@ mod tests {
         };
         let share = settings.share(2);
         assert_eq!(share.max_conns, 5001);
-        assert_eq!(share.max_udp_sessions, 5000);
-        assert_eq!(share.max_udp_sessions_per_ip, 50);
+        assert_eq!(share.service.max_udp_sessions, 5000);
+        assert_eq!(share.service.max_udp_sessions_per_ip, 50);
         assert_eq!(share.udp_rate_per_ip, 0, "no limit stays no limit");
-        assert_eq!(share.ticks, settings.ticks);
+        assert_eq!(share.service.ticks, settings.service.ticks);
     }
 
     #[test]

@@ -18,8 +18,9 @@
 //!   input, until the peer's FIN or [`LINGER`]: closing a socket with unread input makes the
 //!   kernel send RST instead of FIN, and a RST can destroy the last bytes before the peer
 //!   reads them.
-//! - **Idle timeout**: one housekeeping timer per connection closes it after
-//!   `--idle-timeout-ms` without a byte read or written.
+//! - **Idle timeout**: one housekeeping timer per connection (in the plumbing's own tag space,
+//!   so it cannot collide with the service's timers) closes it after `--idle-timeout-ms` without
+//!   a byte read or written.
 //! - **Fairness**: at most [`PUMP_BUDGET`] read/write rounds per turn; a connection with more
 //!   input than that yields, and the loop comes back to it after serving the others.
 
@@ -29,12 +30,15 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 use mio::net::TcpStream;
-use mio::{Interest, Registry};
+use mio::{Interest, Token};
 
+use super::handler::{Context, Handler, Shared};
+use super::readiness::{Readiness, Verdict};
+use super::timer::Tag;
 use crate::nonblocking::{interrupted, would_block};
-use crate::server::readiness::{Readiness, Verdict};
-use crate::services::output::{Flushed, OutBuf, Output};
-use crate::services::{Env, Next, ServiceKind, TcpService};
+use crate::services::ServiceKind;
+use crate::services::contract::{Env, Next, OutBuf, Output, TcpService};
+use crate::services::output::Flushed;
 
 /// Output a connection may hold unsent. For echo this is the backpressure threshold; for the
 /// others it is far more than they ever queue for a peer that reads.
@@ -43,8 +47,6 @@ pub const OUTPUT_LIMIT: usize = 64 * 1024;
 pub const LINGER: Duration = Duration::from_secs(2);
 /// Read/write rounds per turn (each read is at most the loop's 64 KiB scratch buffer).
 pub const PUMP_BUDGET: usize = 16;
-/// Timer tags with this bit belong to the connection (housekeeping), not to its service.
-const HOUSEKEEPING: u64 = 1 << 63;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -80,9 +82,15 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A connection registered for `READABLE`; call [`Connection::open`] next.
-    pub fn new(stream: TcpStream, peer: SocketAddr, kind: ServiceKind, now: Instant) -> Self {
-        Connection {
+    /// A connection already registered for `READABLE` under `cx.token`: counts it, starts the
+    /// idle timer and the service (daytime speaks at once). Returns the first verdict too.
+    pub fn open(
+        stream: TcpStream,
+        peer: SocketAddr,
+        kind: ServiceKind,
+        cx: &mut Context,
+    ) -> (Self, Verdict) {
+        let mut conn = Connection {
             stream,
             peer,
             kind,
@@ -93,85 +101,35 @@ impl Connection {
             input_closed: false,
             peer_closed_hint: false,
             writable_registered: false,
-            last_activity: now,
+            last_activity: cx.shared.now,
             housekeeping: 0,
+        };
+        cx.shared.connections += 1;
+        debug!("{} tcp {peer}: open ({})", kind.name(), cx.label());
+        trace_event!(
+            cx.tracing(),
+            "{}: accepted {} tcp {peer}",
+            cx.label(),
+            kind.name()
+        );
+        if let Some(idle) = cx.shared.settings.idle_timeout {
+            let deadline = cx.shared.now + idle;
+            conn.arm_housekeeping(cx, deadline);
         }
+        let verdict = match conn.call_service(cx.shared, cx.token, |service, env, out| {
+            service.on_open(env, out)
+        }) {
+            Ok(()) => conn.settle(cx),
+            Err(e) => conn.fail(&e),
+        };
+        (conn, verdict)
     }
 
-    pub fn stream_mut(&mut self) -> &mut TcpStream {
-        &mut self.stream
-    }
-
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
-    }
-
-    pub fn kind(&self) -> ServiceKind {
-        self.kind
-    }
-
-    /// Starts the service (daytime speaks at once) and the idle timer.
-    pub fn open(&mut self, env: &mut Env, registry: &Registry, scratch: &mut [u8]) -> Verdict {
-        if let Some(idle) = env.settings.idle_timeout {
-            self.arm_housekeeping(env, env.now + idle);
-        }
-        if let Err(e) = self.call_service(env, |service, env, out| service.on_open(env, out)) {
-            return self.fail(&e);
-        }
-        self.settle(env, registry, scratch)
-    }
-
-    /// Handles a readiness event (or a replayed one, see [`Verdict::Yield`]).
-    pub fn on_ready(
-        &mut self,
-        ready: Readiness,
-        env: &mut Env,
-        registry: &Registry,
-        scratch: &mut [u8],
-    ) -> Verdict {
-        self.peer_closed_hint |= ready.read_closed;
-        if ready.wants_read() {
-            self.input_ready = true;
-        }
-        // Writable or not, `pump` tries to flush: it costs nothing when the buffer is empty.
-        self.settle(env, registry, scratch)
-    }
-
-    /// A timer of this connection is due.
-    pub fn on_timer(
-        &mut self,
-        tag: u64,
-        env: &mut Env,
-        registry: &Registry,
-        scratch: &mut [u8],
-    ) -> Verdict {
-        if tag & HOUSEKEEPING != 0 {
-            return self.on_housekeeping(tag, env);
-        }
-        if let Err(e) = self.call_service(env, |service, env, out| service.on_timer(tag, env, out))
-        {
-            return self.fail(&e);
-        }
-        self.settle(env, registry, scratch)
-    }
-
-    /// Whether a timer with this tag still matters (stale ones are dropped before they can
-    /// wake the loop).
-    pub fn timer_is_live(&self, tag: u64) -> bool {
-        tag & HOUSEKEEPING == 0 || tag == HOUSEKEEPING | self.housekeeping
-    }
-
-    /// The server is stopping: let the service say goodbye, then close as usual.
-    pub fn on_shutdown(
-        &mut self,
-        env: &mut Env,
-        registry: &Registry,
-        scratch: &mut [u8],
-    ) -> Verdict {
-        if let Err(e) = self.call_service(env, |service, env, out| service.on_shutdown(env, out)) {
-            return self.fail(&e);
-        }
-        self.settle(env, registry, scratch)
+    /// Looks at pending input without taking it (`recv(MSG_PEEK)`), for tests that must know
+    /// bytes have reached this socket before they craft an event.
+    #[cfg(test)]
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.peek(buf)
     }
 
     /// Calls one entry point of the service, if it is still serving, with an [`Output`] that
@@ -179,22 +137,24 @@ impl Connection {
     /// met, for which the connection must close.
     fn call_service(
         &mut self,
-        env: &mut Env,
+        shared: &mut Shared,
+        token: Token,
         call: impl FnOnce(&mut dyn TcpService, &mut Env, &mut Output) -> Next,
     ) -> io::Result<()> {
         if self.phase != Phase::Serving {
             return Ok(());
         }
         let mut out = Output::new(&mut self.out, Some(&mut self.stream));
-        let next = call(self.service.as_mut(), env, &mut out);
+        let service = self.service.as_mut();
+        let next = shared.with_env(token, |env| call(service, env, &mut out));
         let (written, error) = out.finish();
         if written > 0 {
             trace_event!(
-                env.settings.trace_events,
+                shared.settings.trace_events,
                 "{}: wrote {written} bytes",
-                env.label()
+                crate::slots::KeyLabel(token.0)
             );
-            self.last_activity = env.now;
+            self.last_activity = shared.now;
         }
         if next == Next::Close {
             self.phase = Phase::Closing;
@@ -210,15 +170,12 @@ impl Connection {
         Verdict::Close
     }
 
-    fn arm_housekeeping(&mut self, env: &mut Env, deadline: Instant) {
+    fn arm_housekeeping(&mut self, cx: &mut Context, deadline: Instant) {
         self.housekeeping += 1;
-        env.set_timer(deadline, HOUSEKEEPING | self.housekeeping);
+        cx.set_plumbing_timer(deadline, self.housekeeping);
     }
 
-    fn on_housekeeping(&mut self, tag: u64, env: &mut Env) -> Verdict {
-        if !self.timer_is_live(tag) {
-            return Verdict::Keep;
-        }
+    fn on_housekeeping(&mut self, cx: &mut Context) -> Verdict {
         if self.phase == Phase::Lingering {
             debug!(
                 "{} {}: no FIN from peer after {LINGER:?}, closing",
@@ -227,11 +184,11 @@ impl Connection {
             );
             return Verdict::Close;
         }
-        let Some(idle) = env.settings.idle_timeout else {
+        let Some(idle) = cx.shared.settings.idle_timeout else {
             return Verdict::Keep;
         };
         let deadline = self.last_activity + idle;
-        if env.now >= deadline {
+        if cx.shared.now >= deadline {
             debug!(
                 "{} {}: idle for {idle:?}, closing",
                 self.kind.name(),
@@ -239,20 +196,20 @@ impl Connection {
             );
             return Verdict::Close;
         }
-        self.arm_housekeeping(env, deadline);
+        self.arm_housekeeping(cx, deadline);
         Verdict::Keep
     }
 
     /// Moves bytes as far as they go, then fixes the registered interest.
-    fn settle(&mut self, env: &mut Env, registry: &Registry, scratch: &mut [u8]) -> Verdict {
-        let verdict = match self.pump(env, scratch) {
+    fn settle(&mut self, cx: &mut Context) -> Verdict {
+        let verdict = match self.pump(cx) {
             Ok(verdict) => verdict,
             Err(e) => return self.fail(&e),
         };
         if verdict == Verdict::Close {
             return verdict;
         }
-        match self.update_interest(registry, env) {
+        match self.update_interest(cx) {
             Ok(()) => verdict,
             Err(e) => {
                 debug!("{} {}: reregister: {e}", self.kind.name(), self.peer);
@@ -262,19 +219,20 @@ impl Connection {
     }
 
     /// Alternates reading and writing until neither makes progress, within [`PUMP_BUDGET`].
-    fn pump(&mut self, env: &mut Env, scratch: &mut [u8]) -> io::Result<Verdict> {
+    fn pump(&mut self, cx: &mut Context) -> io::Result<Verdict> {
         for _ in 0..PUMP_BUDGET {
             let mut progress = false;
             if self.input_ready {
-                progress |= self.read_once(env, scratch)?;
+                progress |= self.read_once(cx)?;
             }
-            progress |= self.flush(env)?;
+            progress |= self.flush(cx)?;
             if self.phase == Phase::Closing && self.out.is_empty() {
                 // FIN goes out after the last byte of output.
                 self.stream.shutdown(Shutdown::Write)?;
-                trace_event!(env.settings.trace_events, "{}: sent FIN", env.label());
+                trace_event!(cx.tracing(), "{}: sent FIN", cx.label());
                 self.phase = Phase::Lingering;
-                self.arm_housekeeping(env, env.now + LINGER);
+                let deadline = cx.shared.now + LINGER;
+                self.arm_housekeeping(cx, deadline);
                 progress = true;
             }
             if self.phase == Phase::Lingering && self.input_closed {
@@ -292,8 +250,8 @@ impl Connection {
     }
 
     /// One `read`, sized to what the service can take. Returns whether anything happened.
-    fn read_once(&mut self, env: &mut Env, scratch: &mut [u8]) -> io::Result<bool> {
-        let trace = env.settings.trace_events;
+    fn read_once(&mut self, cx: &mut Context) -> io::Result<bool> {
+        let (trace, label) = (cx.tracing(), cx.label());
         let room = match self.phase {
             Phase::Serving => self.service.input_room(&self.out),
             // A finished service's input is read only to be discarded.
@@ -301,38 +259,43 @@ impl Connection {
         };
         if room == 0 {
             // Backpressure: leave the bytes in the kernel until output drains.
-            trace_event!(trace, "{}: no room, not reading", env.label());
+            trace_event!(trace, "{label}: no room, not reading");
             return Ok(false);
         }
         // `want` ≤ the scratch length, so the slice is never the empty default.
-        let buf = scratch
-            .get_mut(..room.min(scratch.len()))
+        let buf = cx
+            .scratch
+            .get_mut(..room.min(cx.scratch.len()))
             .unwrap_or_default();
         let want = buf.len();
         loop {
             match self.stream.read(buf) {
                 Ok(0) => {
-                    trace_event!(trace, "{}: read EOF", env.label());
+                    trace_event!(trace, "{label}: read EOF");
                     self.input_ready = false;
                     self.input_closed = true;
-                    self.call_service(env, |service, env, out| service.on_input_closed(env, out))?;
+                    self.call_service(cx.shared, cx.token, |service, env, out| {
+                        service.on_input_closed(env, out)
+                    })?;
                     return Ok(true);
                 }
                 Ok(n) => {
-                    trace_event!(trace, "{}: read {n} bytes", env.label());
-                    self.last_activity = env.now;
+                    trace_event!(trace, "{label}: read {n} bytes");
+                    self.last_activity = cx.shared.now;
                     if n < want && !self.peer_closed_hint {
                         // A short read emptied the receive queue: skip the `read` that would
                         // only say WouldBlock. Any new byte raises a new edge.
                         self.input_ready = false;
                     }
                     let input = buf.get(..n).unwrap_or_default();
-                    self.call_service(env, |service, env, out| service.on_input(input, env, out))?;
+                    self.call_service(cx.shared, cx.token, |service, env, out| {
+                        service.on_input(input, env, out)
+                    })?;
                     return Ok(true);
                 }
                 // Drained: nothing more until the next readable edge.
                 Err(e) if would_block(&e) => {
-                    trace_event!(trace, "{}: read WouldBlock", env.label());
+                    trace_event!(trace, "{label}: read WouldBlock");
                     self.input_ready = false;
                     return Ok(false);
                 }
@@ -343,32 +306,28 @@ impl Connection {
     }
 
     /// Writes pending output until done or `WouldBlock`. Returns whether a byte went out.
-    fn flush(&mut self, env: &mut Env) -> io::Result<bool> {
+    fn flush(&mut self, cx: &mut Context) -> io::Result<bool> {
         if self.out.is_empty() {
             return Ok(false);
         }
         let (flushed, written) = self.out.write_to(&mut self.stream)?;
-        trace_event!(
-            env.settings.trace_events,
-            "{}: wrote {written} bytes",
-            env.label()
-        );
+        let (trace, label) = (cx.tracing(), cx.label());
+        trace_event!(trace, "{label}: wrote {written} bytes");
         if flushed == Flushed::Blocked {
             trace_event!(
-                env.settings.trace_events,
-                "{}: write WouldBlock, {} bytes pending",
-                env.label(),
+                trace,
+                "{label}: write WouldBlock, {} bytes pending",
                 self.out.len()
             );
         }
         if written > 0 {
-            self.last_activity = env.now;
+            self.last_activity = cx.shared.now;
         }
         Ok(written > 0)
     }
 
     /// Asks for `WRITABLE` exactly while output is pending.
-    fn update_interest(&mut self, registry: &Registry, env: &Env) -> io::Result<()> {
+    fn update_interest(&mut self, cx: &mut Context) -> io::Result<()> {
         let want_writable = !self.out.is_empty();
         if want_writable == self.writable_registered {
             return Ok(());
@@ -378,13 +337,70 @@ impl Connection {
         } else {
             Interest::READABLE
         };
-        registry.reregister(&mut self.stream, env.token(), interest)?;
-        trace_event!(
-            env.settings.trace_events,
-            "{}: reregistered {interest:?}",
-            env.label()
-        );
+        cx.registry
+            .reregister(&mut self.stream, cx.token, interest)?;
+        trace_event!(cx.tracing(), "{}: reregistered {interest:?}", cx.label());
         self.writable_registered = want_writable;
         Ok(())
+    }
+}
+
+impl Handler for Connection {
+    fn on_ready(&mut self, ready: Readiness, cx: &mut Context) -> Verdict {
+        self.peer_closed_hint |= ready.read_closed;
+        if ready.wants_read() {
+            self.input_ready = true;
+        }
+        // Writable or not, `pump` tries to flush: it costs nothing when the buffer is empty.
+        self.settle(cx)
+    }
+
+    fn on_timer(&mut self, tag: Tag, cx: &mut Context) -> Verdict {
+        match tag {
+            Tag::Plumbing(_) if self.timer_is_live(tag) => self.on_housekeeping(cx),
+            Tag::Plumbing(_) => Verdict::Keep,
+            Tag::Service(tag) => {
+                match self.call_service(cx.shared, cx.token, |service, env, out| {
+                    service.on_timer(tag, env, out)
+                }) {
+                    Ok(()) => self.settle(cx),
+                    Err(e) => self.fail(&e),
+                }
+            }
+        }
+    }
+
+    fn timer_is_live(&self, tag: Tag) -> bool {
+        match tag {
+            Tag::Plumbing(number) => number == self.housekeeping,
+            Tag::Service(tag) => self.phase == Phase::Serving && self.service.timer_is_live(tag),
+        }
+    }
+
+    /// The server is stopping: let the service say goodbye, then close as usual.
+    fn on_shutdown(&mut self, cx: &mut Context) -> Verdict {
+        match self.call_service(cx.shared, cx.token, |service, env, out| {
+            service.on_shutdown(env, out)
+        }) {
+            Ok(()) => self.settle(cx),
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    fn on_close(&mut self, cx: &mut Context) {
+        cx.shared.connections -= 1;
+        debug!(
+            "{} tcp {}: closed ({})",
+            self.kind.name(),
+            self.peer,
+            cx.label()
+        );
+        if let Err(e) = cx.registry.deregister(&mut self.stream) {
+            debug!("{}: deregister: {e}", cx.label());
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{} tcp {}", self.kind.name(), self.peer)
     }
 }

@@ -3,7 +3,9 @@
 
 pub mod config;
 pub mod connection;
+pub mod handler;
 pub mod listen;
+pub mod listener;
 pub mod rate_limit;
 pub mod reactor;
 pub mod readiness;

@@ -5,35 +5,36 @@
 //! 1. **Timeout**: the earliest live timer becomes the `epoll_wait` timeout (no timer, no
 //!    timeout: an idle server sleeps in the kernel until a packet or a signal arrives).
 //! 2. **Poll**: `epoll_wait` (`kevent` on BSD/macOS) returns the sockets whose readiness changed.
-//! 3. **Dispatch**: each event's token is looked up in the slab of [`Entry`]s: a listener
-//!    accepts, a UDP port receives, a connection pumps bytes through its service. Tokens carry a
-//!    generation ([`Slots`]), so an event for a connection closed earlier in the same batch
-//!    finds nothing, even if a new connection took its slot.
+//! 3. **Dispatch**: each event's token is looked up in the slab of [`Entry`]s, and the entry's
+//!    [`Handler`] is called — a listener accepts, a UDP port receives, a connection pumps bytes
+//!    through its service. Tokens carry a generation ([`Slots`]), so an event for a connection
+//!    closed earlier in the same batch finds nothing, even if a new connection took its slot.
 //! 4. **Replay**: sockets that stopped early on purpose (a per-turn budget) are served again,
 //!    since edge-triggered readiness will not report their leftover input a second time.
 //! 5. **Timers**: every timer due now fires (ticks, idle timeouts, lingering closes).
 //!
-//! Everything else lives in `connection.rs` (TCP plumbing), `udp.rs` (UDP plumbing) and
-//! `services/` (the protocols).
+//! Every handler answers the same calls with a [`Verdict`] (`handler.rs`); the plumbing lives
+//! in `listener.rs`, `connection.rs` (TCP) and `udp.rs` (UDP), the protocols in `services/`.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
-use mio::net::{TcpListener, TcpStream};
+use log::{info, warn};
 use mio::{Events, Interest, Poll, Registry, Token};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::nonblocking::{interrupted, would_block};
-use crate::server::config::Settings;
-use crate::server::connection::Connection;
-use crate::server::listen::{BindError, BoundSocket, Proto, bind_pair};
-use crate::server::readiness::{Readiness, Verdict};
-use crate::server::timer::Timer;
-use crate::server::udp::UdpPort;
-use crate::services::{Env, ServiceKind, Shared};
+use super::config::Settings;
+use super::connection::Connection;
+use super::handler::{Accepted, Context, Handler, Shared};
+use super::listen::{BindError, BoundSocket, Proto, bind_pair};
+use super::listener::{Listener, may_accept};
+use super::readiness::{Readiness, Verdict};
+use super::timer::Timer;
+use super::udp::UdpPort;
+use crate::nonblocking::interrupted;
+use crate::services::ServiceKind;
 use crate::slots::{KeyLabel, Slots};
 
 /// The signal source's token. Slab tokens are never this small (see [`Slots`]).
@@ -43,12 +44,6 @@ const EVENTS_CAPACITY: usize = 1024;
 /// The one read buffer of the loop, lent to whichever socket is being read. 64 KiB holds the
 /// largest UDP datagram.
 const SCRATCH_SIZE: usize = 64 * 1024;
-/// Connections accepted per listener per turn before the others get a go.
-pub const ACCEPT_BUDGET: usize = 64;
-/// After `accept` failed for lack of descriptors (`EMFILE`), wait this long before trying again
-/// (unless a connection closes first). Retrying at once would spin: the pending connection keeps
-/// the listener readable.
-pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// After SIGINT/SIGTERM, how long goodbyes may take to flush before the process exits anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(750);
 
@@ -59,37 +54,28 @@ enum Entry {
     Conn(Connection),
 }
 
-struct Listener {
-    socket: TcpListener,
-    kind: ServiceKind,
-}
-
-/// Why accepting may be on hold.
-#[derive(Default)]
-struct AcceptGate {
-    /// Connections may wait in a listen backlog that was left undrained (at `--max-conns`, out
-    /// of descriptors, or shutting down): with edge-triggering no new event will say so.
-    backlog_waiting: bool,
-    /// Out of descriptors: no `accept` before this instant.
-    retry_at: Option<Instant>,
-    /// Whether descriptor exhaustion was logged in this episode.
-    exhaustion_logged: bool,
+impl Entry {
+    /// The one place that looks inside an entry: every call goes through the same [`Handler`].
+    fn handler(&mut self) -> &mut dyn Handler {
+        match self {
+            Entry::Listener(listener) => listener,
+            Entry::Udp(port) => port,
+            Entry::Conn(conn) => conn,
+        }
+    }
 }
 
 /// The whole server: the poller, every socket, every timer.
 pub struct Reactor {
     poll: Poll,
     entries: Slots<Entry>,
-    /// Time, settings, clock and timers, lent to handlers as an [`Env`].
+    /// Time, settings, clock, timers, budgets: what every handler may touch.
     shared: Shared,
     scratch: Box<[u8]>,
     listeners: Vec<Token>,
     bound: Vec<BoundSocket>,
-    /// Open TCP connections, for `--max-conns`.
-    connections: usize,
     /// Sockets to serve again next turn (they yielded with input left).
     replay: Vec<Token>,
-    accept: AcceptGate,
     signals: Option<Signals>,
     /// Set by SIGINT/SIGTERM: the loop ends when everything is flushed or at this instant.
     shutdown_deadline: Option<Instant>,
@@ -106,9 +92,7 @@ impl Reactor {
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             listeners: Vec::new(),
             bound: Vec::new(),
-            connections: 0,
             replay: Vec::new(),
-            accept: AcceptGate::default(),
             signals: None,
             shutdown_deadline: None,
             shutdown_began: None,
@@ -133,13 +117,10 @@ impl Reactor {
         };
         let tcp_addr = listener.local_addr().map_err(addr_error)?;
         let udp_addr = udp.local_addr().map_err(addr_error)?;
-        let mut listener = Listener {
-            socket: listener,
-            kind,
-        };
+        let mut listener = Listener::new(listener, kind);
         let token = self.register(tcp_addr, kind, |registry, token| {
             registry
-                .register(&mut listener.socket, token, Interest::READABLE)
+                .register(listener.socket_mut(), token, Interest::READABLE)
                 .map(|()| Entry::Listener(listener))
         })?;
         self.listeners.push(token);
@@ -149,16 +130,9 @@ impl Reactor {
                 .register(port.socket_mut(), token, Interest::READABLE)
                 .map(|()| Entry::Udp(port))
         })?;
-        self.bound.push(BoundSocket {
-            kind,
-            proto: Proto::Tcp,
-            addr: tcp_addr,
-        });
-        self.bound.push(BoundSocket {
-            kind,
-            proto: Proto::Udp,
-            addr: udp_addr,
-        });
+        for (proto, addr) in [(Proto::Tcp, tcp_addr), (Proto::Udp, udp_addr)] {
+            self.bound.push(BoundSocket { kind, proto, addr });
+        }
         Ok(())
     }
 
@@ -188,7 +162,7 @@ impl Reactor {
 
     /// Open TCP connections.
     pub fn connection_count(&self) -> usize {
-        self.connections
+        self.shared.connections
     }
 
     /// Makes SIGINT, SIGTERM (graceful shutdown) and SIGUSR1 (log a status line) events of this
@@ -241,31 +215,103 @@ impl Reactor {
         }
         let trace = self.shared.settings.trace_events;
         let label = KeyLabel(token.0);
-        let registry = self.poll.registry();
-        let mut env = Env::new(&mut self.shared, token);
-        let verdict = match self.entries.get_mut(token.0) {
-            None => {
-                trace_event!(trace, "{label}: {ready} for a closed token, ignored");
-                return;
-            }
-            Some(Entry::Listener(listener)) => {
-                trace_event!(trace, "{label}: {ready} {} listener", listener.kind.name());
-                return self.accept_from(token);
-            }
-            Some(Entry::Udp(port)) => {
-                trace_event!(trace, "{label}: {ready} {} udp", port.kind().name());
-                port.on_ready(ready, &mut env, registry, &mut self.scratch)
-            }
-            Some(Entry::Conn(conn)) => {
-                let (kind, peer) = (conn.kind().name(), conn.peer());
-                trace_event!(trace, "{label}: {ready} {kind} tcp {peer}");
-                conn.on_ready(ready, &mut env, registry, &mut self.scratch)
-            }
-        };
-        self.apply(token, verdict);
+        let served = self.call(token, |handler, cx| {
+            trace_event!(trace, "{label}: {ready} {}", handler.describe());
+            handler.on_ready(ready, cx)
+        });
+        if !served {
+            trace_event!(trace, "{label}: {ready} for a closed token, ignored");
+        }
     }
 
-    /// Starts a graceful shutdown: stop accepting, let every service say goodbye, flush.
+    /// Calls the handler behind `token` and carries out its verdict. Returns false when the
+    /// token's owner is gone.
+    fn call(
+        &mut self,
+        token: Token,
+        call: impl FnOnce(&mut dyn Handler, &mut Context) -> Verdict,
+    ) -> bool {
+        let Some(entry) = self.entries.get_mut(token.0) else {
+            return false;
+        };
+        let mut cx = Context {
+            token,
+            registry: self.poll.registry(),
+            scratch: &mut self.scratch,
+            shared: &mut self.shared,
+        };
+        match call(entry.handler(), &mut cx) {
+            Verdict::Keep => {}
+            Verdict::Yield => self.replay.push(token),
+            Verdict::Close => self.close(token),
+        }
+        self.open_accepted();
+        true
+    }
+
+    /// Deregisters, then drops (which closes the descriptor).
+    fn close(&mut self, token: Token) {
+        let Some(mut entry) = self.entries.remove(token.0) else {
+            return;
+        };
+        let mut cx = Context {
+            token,
+            registry: self.poll.registry(),
+            scratch: &mut self.scratch,
+            shared: &mut self.shared,
+        };
+        entry.handler().on_close(&mut cx);
+        trace_event!(cx.tracing(), "{}: deregistered and closed", cx.label());
+    }
+
+    /// Files the connections the listeners accepted, each under a token of its own.
+    fn open_accepted(&mut self) {
+        while let Some(Accepted {
+            mut stream,
+            peer,
+            kind,
+        }) = self.shared.accepted.pop()
+        {
+            // Replies are written whole, so Nagle's delay would only add latency.
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("{} tcp {peer}: TCP_NODELAY: {e}", kind.name());
+            }
+            let registry = self.poll.registry();
+            let (scratch, shared) = (&mut self.scratch, &mut self.shared);
+            let mut verdict = Verdict::Keep;
+            let filed = self.entries.insert_with(|key| {
+                let token = Token(key);
+                registry.register(&mut stream, token, Interest::READABLE)?;
+                let mut cx = Context {
+                    token,
+                    registry,
+                    scratch,
+                    shared,
+                };
+                let (conn, first) = Connection::open(stream, peer, kind, &mut cx);
+                verdict = first;
+                Ok::<_, io::Error>(Entry::Conn(conn))
+            });
+            let token = match filed {
+                Ok(Some(key)) => Token(key),
+                Ok(None) => {
+                    warn!("{} tcp {peer}: no token left", kind.name());
+                    continue;
+                }
+                Err(e) => {
+                    warn!("{} tcp {peer}: register: {e}", kind.name());
+                    continue;
+                }
+            };
+            match verdict {
+                Verdict::Keep => {}
+                Verdict::Yield => self.replay.push(token),
+                Verdict::Close => self.close(token),
+            }
+        }
+    }
+
+    /// Starts a graceful shutdown: listeners close, every service says goodbye, output flushes.
     /// A second call (a second Ctrl-C) ends the loop at once.
     pub fn begin_shutdown(&mut self) {
         let now = self.shared.now;
@@ -275,22 +321,9 @@ impl Reactor {
         }
         self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
         self.shutdown_began = Some(now);
-        for token in std::mem::take(&mut self.listeners) {
-            self.close(token);
-        }
+        self.listeners.clear();
         for key in self.entries.keys() {
-            let token = Token(key);
-            let registry = self.poll.registry();
-            let mut env = Env::new(&mut self.shared, token);
-            let verdict = match self.entries.get_mut(key) {
-                Some(Entry::Conn(conn)) => conn.on_shutdown(&mut env, registry, &mut self.scratch),
-                Some(Entry::Udp(port)) => {
-                    port.on_shutdown(&mut env, registry);
-                    Verdict::Keep
-                }
-                Some(Entry::Listener(_)) | None => Verdict::Keep,
-            };
-            self.apply(token, verdict);
+            self.call(Token(key), |handler, cx| handler.on_shutdown(cx));
         }
     }
 
@@ -301,143 +334,26 @@ impl Reactor {
     }
 
     /// Whether a shutdown is complete: everything flushed, or the grace period is over.
-    pub fn is_finished(&self) -> bool {
+    pub fn is_finished(&mut self) -> bool {
         let Some(deadline) = self.shutdown_deadline else {
             return false;
         };
-        self.shared.now >= deadline || (self.connections == 0 && self.udp_drained())
-    }
-
-    fn udp_drained(&self) -> bool {
-        self.entries.values().all(|entry| match entry {
-            Entry::Udp(port) => port.is_drained(),
-            Entry::Listener(_) | Entry::Conn(_) => true,
-        })
-    }
-
-    fn apply(&mut self, token: Token, verdict: Verdict) {
-        match verdict {
-            Verdict::Keep => {}
-            Verdict::Yield => self.replay.push(token),
-            Verdict::Close => self.close(token),
-        }
-    }
-
-    /// Deregisters, then drops (which closes the descriptor). Deregistering first matters:
-    /// dropping alone leaves the registration to the kernel's cleanup (mio #1269).
-    fn close(&mut self, token: Token) {
-        let registry = self.poll.registry();
-        let label = KeyLabel(token.0);
-        let result = match self.entries.remove(token.0) {
-            Some(Entry::Conn(mut conn)) => {
-                self.connections -= 1;
-                debug!(
-                    "{} tcp {}: closed ({label})",
-                    conn.kind().name(),
-                    conn.peer()
-                );
-                registry.deregister(conn.stream_mut())
-            }
-            Some(Entry::Udp(mut port)) => registry.deregister(port.socket_mut()),
-            Some(Entry::Listener(mut listener)) => registry.deregister(&mut listener.socket),
-            None => Ok(()),
-        };
-        if let Err(e) = result {
-            debug!("{label}: deregister: {e}");
-        }
-        trace_event!(
-            self.shared.settings.trace_events,
-            "{label}: deregistered and closed"
-        );
-    }
-
-    /// Accepts until `WouldBlock`, a limit, or [`ACCEPT_BUDGET`].
-    fn accept_from(&mut self, token: Token) {
-        for _ in 0..ACCEPT_BUDGET {
-            if !self.may_accept() {
-                self.accept.backlog_waiting = true;
-                return;
-            }
-            let Some(Entry::Listener(listener)) = self.entries.get(token.0) else {
-                return;
-            };
-            let kind = listener.kind;
-            match listener.socket.accept() {
-                Ok((stream, peer)) => {
-                    self.accept.exhaustion_logged = false;
-                    self.open_connection(stream, peer, kind);
-                }
-                // The backlog is empty: the next connection raises a new edge.
-                Err(e) if would_block(&e) => {
-                    let label = KeyLabel(token.0);
-                    trace_event!(
-                        self.shared.settings.trace_events,
-                        "{label}: accept WouldBlock"
-                    );
-                    return;
-                }
-                Err(e) if interrupted(&e) => {}
-                // The peer gave up between SYN and accept: that connection only.
-                Err(e) if is_per_connection(&e) => debug!("{} accept: {e}", kind.name()),
-                // EMFILE, ENFILE, ENOBUFS, ENOMEM, or anything unexpected: trying again at once
-                // would fail again and spin, so pause; a closing connection or ACCEPT_RETRY
-                // resumes accepting, and the queued connections are served then.
-                Err(e) => {
-                    if !self.accept.exhaustion_logged {
-                        warn!("{} accept: {e}; pausing accepts", kind.name());
-                        self.accept.exhaustion_logged = true;
-                    }
-                    self.accept.retry_at = Some(self.shared.now + ACCEPT_RETRY);
-                    self.accept.backlog_waiting = true;
-                    return;
-                }
-            }
-        }
-        self.replay.push(token); // budget spent; more may be waiting
-    }
-
-    fn may_accept(&self) -> bool {
-        self.shutdown_deadline.is_none()
-            && self.connections < self.shared.settings.max_conns
-            && self.accept.retry_at.is_none_or(|at| self.shared.now >= at)
+        self.shared.now >= deadline
+            || (self.shared.connections == 0
+                && self
+                    .entries
+                    .values_mut()
+                    .all(|entry| entry.handler().is_drained()))
     }
 
     /// Once a slot or a descriptor is free again, serve the backlogs left waiting.
     fn resume_accepting(&mut self) {
-        if self.accept.backlog_waiting && self.may_accept() {
-            self.accept.backlog_waiting = false;
-            self.accept.retry_at = None;
+        let gate = &self.shared.accept;
+        if gate.backlog_waiting && self.shutdown_deadline.is_none() && may_accept(&self.shared) {
+            self.shared.accept.backlog_waiting = false;
+            self.shared.accept.retry_at = None;
             self.replay.extend_from_slice(&self.listeners);
         }
-    }
-
-    fn open_connection(&mut self, mut stream: TcpStream, peer: SocketAddr, kind: ServiceKind) {
-        // Replies are written whole, so Nagle's delay would only add latency.
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!("{} tcp {peer}: TCP_NODELAY: {e}", kind.name());
-        }
-        let now = self.shared.now;
-        let registry = self.poll.registry();
-        let key = match self.entries.insert_with(|key| {
-            registry
-                .register(&mut stream, Token(key), Interest::READABLE)
-                .map(|()| Entry::Conn(Connection::new(stream, peer, kind, now)))
-        }) {
-            Ok(Some(key)) => key,
-            Ok(None) => return warn!("{} tcp {peer}: no token left", kind.name()),
-            Err(e) => return warn!("{} tcp {peer}: register: {e}", kind.name()),
-        };
-        let (token, label) = (Token(key), KeyLabel(key));
-        self.connections += 1;
-        debug!("{} tcp {peer}: open ({label})", kind.name());
-        let trace = self.shared.settings.trace_events;
-        trace_event!(trace, "{label}: accepted {} tcp {peer}", kind.name());
-        let mut env = Env::new(&mut self.shared, token);
-        let verdict = match self.entries.get_mut(key) {
-            Some(Entry::Conn(conn)) => conn.open(&mut env, registry, &mut self.scratch),
-            _ => Verdict::Keep,
-        };
-        self.apply(token, verdict);
     }
 
     fn on_signals(&mut self) {
@@ -457,58 +373,50 @@ impl Reactor {
     }
 
     /// One line for SIGUSR1: what the loop holds right now.
-    fn status(&self) -> String {
+    fn status(&mut self) -> String {
         let udp_queued = self
             .entries
-            .values()
-            .filter(|entry| matches!(entry, Entry::Udp(port) if !port.is_drained()))
+            .values_mut()
+            .filter_map(|entry| (!entry.handler().is_drained()).then_some(()))
             .count();
         format!(
-            "status: {} TCP connections, {} timers pending, {} UDP sockets with queued replies, {} sockets to replay",
-            self.connections,
+            "status: {} TCP connections, {} timers pending, {} sockets with queued output, {} sockets to replay",
+            self.shared.connections,
             self.shared.timers.len(),
             udp_queued,
             self.replay.len()
         )
     }
 
-    /// Fires the timers due now. Only those already in the heap: a timer set by a handler for
-    /// a deadline already past (a late session catching up) fires next turn, so a burst of
-    /// timers cannot starve the sockets.
+    /// Fires the timers due now, at most as many as the heap held when the pass began, so a
+    /// burst of timers cannot hold the loop away from the sockets. A timer set during the pass
+    /// for a deadline already past (a late session catching up) is due too and may pop in this
+    /// same pass, ahead of an older one, which then waits for the next turn.
     fn fire_due_timers(&mut self) {
         for _ in 0..self.shared.timers.len() {
             let Some(Timer { token, tag, .. }) = self.shared.timers.pop_due(self.shared.now) else {
                 break;
             };
             let label = KeyLabel(token.0);
-            trace_event!(
-                self.shared.settings.trace_events,
-                "{label}: timer {tag:#x} fired"
-            );
-            let registry = self.poll.registry();
-            let mut env = Env::new(&mut self.shared, token);
-            let verdict = match self.entries.get_mut(token.0) {
-                Some(Entry::Conn(conn)) => {
-                    conn.on_timer(tag, &mut env, registry, &mut self.scratch)
-                }
-                Some(Entry::Udp(port)) => {
-                    port.on_timer(tag, &mut env, registry);
+            trace_event!(self.shared.settings.trace_events, "{label}: {tag} fired");
+            self.call(token, |handler, cx| {
+                if handler.timer_is_live(tag) {
+                    handler.on_timer(tag, cx)
+                } else {
                     Verdict::Keep
                 }
-                Some(Entry::Listener(_)) | None => Verdict::Keep,
-            };
-            self.apply(token, verdict);
+            });
         }
     }
 
-    /// Drops timers whose owner is gone from the top of the heap, so they never set a timeout.
+    /// Drops timers whose owner is gone (or says they no longer matter) from the top of the
+    /// heap, so they never set a timeout.
     fn drop_stale_timers(&mut self) {
-        while let Some(timer) = self.shared.timers.peek() {
-            let live = match self.entries.get(timer.token.0) {
-                Some(Entry::Conn(conn)) => conn.timer_is_live(timer.tag),
-                Some(Entry::Udp(port)) => port.timer_is_live(timer.tag),
-                Some(Entry::Listener(_)) | None => false,
-            };
+        while let Some(&Timer { token, tag, .. }) = self.shared.timers.peek() {
+            let live = self
+                .entries
+                .get_mut(token.0)
+                .is_some_and(|entry| entry.handler().timer_is_live(tag));
             if live {
                 break;
             }
@@ -523,7 +431,8 @@ impl Reactor {
             return Some(Duration::ZERO);
         }
         self.drop_stale_timers();
-        let retry = self.accept.retry_at.filter(|_| self.accept.backlog_waiting);
+        let gate = &self.shared.accept;
+        let retry = gate.retry_at.filter(|_| gate.backlog_waiting);
         [
             self.shared.timers.peek().map(|t| t.deadline),
             retry,
@@ -534,13 +443,6 @@ impl Reactor {
         .min()
         .map(|deadline| deadline.saturating_duration_since(Instant::now()))
     }
-}
-
-/// Errors of `accept` that concern one connection only: the peer gave up between its SYN and
-/// our `accept` (`ECONNABORTED`), or Linux reports a protocol error of that connection (`EPROTO`).
-fn is_per_connection(err: &io::Error) -> bool {
-    const EPROTO: i32 = 71;
-    err.kind() == io::ErrorKind::ConnectionAborted || err.raw_os_error() == Some(EPROTO)
 }
 
 #[cfg(test)]
@@ -571,6 +473,15 @@ mod tests {
             reactor.replay.push(SIGNALS); // bound each poll: a no-op token forces timeout 0
             reactor.turn(&mut events).unwrap();
             std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    impl Reactor {
+        fn connection(&self, token: Token) -> Option<&Connection> {
+            match self.entries.get(token.0) {
+                Some(Entry::Conn(conn)) => Some(conn),
+                _ => None,
+            }
         }
     }
 
@@ -611,9 +522,16 @@ mod tests {
         assert_eq!(token_a.0 & 0xffff, token_b.0 & 0xffff, "B reuses A's slot");
         assert_ne!(token_a, token_b);
 
-        // B's bytes wait in its socket; A's stale readable event arrives first.
+        // B's bytes wait in its socket (checked, not assumed); A's stale readable event comes
+        // first.
         b.write_all(b"for B").unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        // The loop is not turned while waiting, so B's own event stays in the kernel.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut peeked = [0u8; 5];
+        while reactor.connection(token_b).unwrap().peek(&mut peeked).ok() != Some(5) {
+            assert!(Instant::now() < deadline, "B's bytes never arrived");
+            std::thread::yield_now();
+        }
         reactor.dispatch(token_a, Readiness::READABLE);
         let mut buf = [0u8; 5];
         assert!(b.read(&mut buf).is_err(), "the stale event was served by B");

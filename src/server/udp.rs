@@ -14,13 +14,16 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use log::{debug, warn};
+use mio::Interest;
 use mio::net::UdpSocket;
-use mio::{Interest, Registry, Token};
 
+use super::handler::{Context, Handler};
+use super::rate_limit::Admission;
+use super::readiness::{Readiness, Verdict};
+use super::timer::Tag;
 use crate::nonblocking::{interrupted, would_block};
-use crate::server::rate_limit::Admission;
-use crate::server::readiness::{Readiness, Verdict};
-use crate::services::{Env, ServiceKind, UdpService};
+use crate::services::ServiceKind;
+use crate::services::contract::{Outbox, UdpService};
 use crate::slots::KeyLabel;
 
 /// Datagrams read per readable event before the port yields to the other sockets.
@@ -30,7 +33,7 @@ pub const SEND_QUEUE_LIMIT: usize = 256 * 1024;
 
 /// Replies that `sendto` could not take yet.
 #[derive(Default)]
-pub struct SendQueue {
+struct SendQueue {
     datagrams: VecDeque<(SocketAddr, Box<[u8]>)>,
     bytes: usize,
     /// Whether dropping has been logged in the current episode (log once, not per datagram).
@@ -38,7 +41,7 @@ pub struct SendQueue {
 }
 
 impl SendQueue {
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.datagrams.is_empty()
     }
 
@@ -64,16 +67,25 @@ struct Trace {
     label: KeyLabel,
 }
 
-/// What a UDP service sends with: the socket and its queue.
-pub struct Outbox<'a> {
+impl Trace {
+    fn of(cx: &Context) -> Self {
+        Trace {
+            on: cx.tracing(),
+            label: cx.label(),
+        }
+    }
+}
+
+/// The contract's [`Outbox`] on a real socket: send now, or queue, or drop.
+struct SocketOutbox<'a> {
     socket: &'a UdpSocket,
     queue: &'a mut SendQueue,
     trace: Trace,
 }
 
-impl Outbox<'_> {
+impl Outbox for SocketOutbox<'_> {
     /// Sends one datagram to `peer` now, or queues it, or drops it if the queue is full.
-    pub fn send_to(&mut self, payload: &[u8], peer: SocketAddr) {
+    fn send_to(&mut self, payload: &[u8], peer: SocketAddr) {
         if self.queue.is_empty() && send_now(self.socket, payload, peer, self.trace) == Sent::Done {
             return;
         }
@@ -119,13 +131,6 @@ fn send_now(socket: &UdpSocket, payload: &[u8], peer: SocketAddr, trace: Trace) 
     }
 }
 
-fn trace_of(env: &Env) -> Trace {
-    Trace {
-        on: env.settings.trace_events,
-        label: env.label(),
-    }
-}
-
 /// A bound UDP socket and the service behind it.
 pub struct UdpPort {
     socket: UdpSocket,
@@ -150,53 +155,34 @@ impl UdpPort {
         }
     }
 
-    pub fn kind(&self) -> ServiceKind {
-        self.kind
-    }
-
     pub fn socket_mut(&mut self) -> &mut UdpSocket {
         &mut self.socket
     }
 
-    /// Handles a readiness event: flush queued replies, then serve incoming datagrams.
-    pub fn on_ready(
-        &mut self,
-        ready: Readiness,
-        env: &mut Env,
-        registry: &Registry,
-        scratch: &mut [u8],
-    ) -> Verdict {
-        if ready.writable {
-            self.queue.flush(&self.socket, trace_of(env));
-        }
-        let mut verdict = Verdict::Keep;
-        if ready.wants_read() {
-            verdict = self.receive(env, scratch);
-        }
-        self.update_interest(registry, env.token());
-        verdict
-    }
-
-    fn receive(&mut self, env: &mut Env, scratch: &mut [u8]) -> Verdict {
-        let trace = env.settings.trace_events;
+    fn receive(&mut self, cx: &mut Context) -> Verdict {
+        let (trace, label) = (cx.tracing(), cx.label());
         for _ in 0..RECV_BUDGET {
-            match self.socket.recv_from(scratch) {
+            match self.socket.recv_from(cx.scratch) {
                 // An empty datagram is a datagram (daytime and RFC 868 requests often are).
                 Ok((n, peer)) => {
-                    trace_event!(trace, "{}: read {n} bytes from {peer}", env.label());
-                    if !self.admit(peer, env) {
+                    trace_event!(trace, "{label}: read {n} bytes from {peer}");
+                    if self.closing || !self.admit(peer, cx) {
                         continue;
                     }
-                    if !self.closing {
-                        let datagram = scratch.get(..n).unwrap_or_default();
-                        self.serve(env, |service, env, out| {
-                            service.on_datagram(datagram, peer, env, out)
-                        });
-                    }
+                    let datagram = cx.scratch.get(..n).unwrap_or_default();
+                    let mut out = SocketOutbox {
+                        socket: &self.socket,
+                        queue: &mut self.queue,
+                        trace: Trace { on: trace, label },
+                    };
+                    let service = self.service.as_mut();
+                    cx.shared.with_env(cx.token, |env| {
+                        service.on_datagram(datagram, peer, env, &mut out)
+                    });
                 }
                 // Drained: the next datagram will raise a new readable edge.
                 Err(e) if would_block(&e) => {
-                    trace_event!(trace, "{}: recv WouldBlock", env.label());
+                    trace_event!(trace, "{label}: recv WouldBlock");
                     return Verdict::Keep;
                 }
                 Err(e) if interrupted(&e) => continue,
@@ -208,8 +194,8 @@ impl UdpPort {
     }
 
     /// Whether `peer`'s source IP still has budget this second (see `rate_limit.rs`).
-    fn admit(&self, peer: SocketAddr, env: &mut Env) -> bool {
-        match env.udp_sources.check(peer.ip(), env.now) {
+    fn admit(&self, peer: SocketAddr, cx: &mut Context) -> bool {
+        match cx.shared.udp_sources.check(peer.ip(), cx.shared.now) {
             Admission::Allowed => true,
             Admission::Refused { first } => {
                 if first {
@@ -217,7 +203,7 @@ impl UdpPort {
                         "{} udp: {} sends more than {} datagrams/s; dropping the excess",
                         self.kind.name(),
                         peer.ip(),
-                        env.settings.udp_rate_per_ip
+                        cx.shared.settings.udp_rate_per_ip
                     );
                 }
                 false
@@ -225,43 +211,24 @@ impl UdpPort {
         }
     }
 
-    pub fn on_timer(&mut self, tag: u64, env: &mut Env, registry: &Registry) {
-        self.serve(env, |service, env, out| service.on_timer(tag, env, out));
-        self.update_interest(registry, env.token());
-    }
-
-    pub fn timer_is_live(&self, tag: u64) -> bool {
-        self.service.timer_is_live(tag)
-    }
-
-    /// Says goodbye to every session and stops serving new datagrams.
-    pub fn on_shutdown(&mut self, env: &mut Env, registry: &Registry) {
-        self.closing = true;
-        self.serve(env, |service, env, out| service.on_shutdown(env, out));
-        self.update_interest(registry, env.token());
-    }
-
     /// Calls one entry point of the service with an outbox on this socket.
     fn serve(
         &mut self,
-        env: &mut Env,
-        call: impl FnOnce(&mut dyn UdpService, &mut Env, &mut Outbox),
+        cx: &mut Context,
+        call: impl FnOnce(&mut dyn UdpService, &mut crate::services::contract::Env, &mut dyn Outbox),
     ) {
-        let mut out = Outbox {
+        let mut out = SocketOutbox {
             socket: &self.socket,
             queue: &mut self.queue,
-            trace: trace_of(env),
+            trace: Trace::of(cx),
         };
-        call(self.service.as_mut(), env, &mut out);
-    }
-
-    /// Nothing left to send.
-    pub fn is_drained(&self) -> bool {
-        self.queue.is_empty()
+        let service = self.service.as_mut();
+        cx.shared
+            .with_env(cx.token, |env| call(service, env, &mut out));
     }
 
     /// Asks for `WRITABLE` exactly while replies are queued.
-    fn update_interest(&mut self, registry: &Registry, token: Token) {
+    fn update_interest(&mut self, cx: &Context) {
         let want_writable = !self.queue.is_empty();
         if want_writable == self.writable_registered {
             return;
@@ -271,9 +238,62 @@ impl UdpPort {
         } else {
             Interest::READABLE
         };
-        match registry.reregister(&mut self.socket, token, interest) {
+        match cx.registry.reregister(&mut self.socket, cx.token, interest) {
             Ok(()) => self.writable_registered = want_writable,
             Err(e) => warn!("{} udp: reregister: {e}", self.kind.name()),
         }
+    }
+}
+
+impl Handler for UdpPort {
+    /// Flushes queued replies, then serves incoming datagrams.
+    fn on_ready(&mut self, ready: Readiness, cx: &mut Context) -> Verdict {
+        if ready.writable {
+            self.queue.flush(&self.socket, Trace::of(cx));
+        }
+        let mut verdict = Verdict::Keep;
+        if ready.wants_read() {
+            verdict = self.receive(cx);
+        }
+        self.update_interest(cx);
+        verdict
+    }
+
+    fn on_timer(&mut self, tag: Tag, cx: &mut Context) -> Verdict {
+        if let Tag::Service(tag) = tag {
+            self.serve(cx, |service, env, out| service.on_timer(tag, env, out));
+            self.update_interest(cx);
+        }
+        Verdict::Keep
+    }
+
+    fn timer_is_live(&self, tag: Tag) -> bool {
+        match tag {
+            Tag::Service(tag) => self.service.timer_is_live(tag),
+            Tag::Plumbing(_) => false, // the port sets none
+        }
+    }
+
+    /// Says goodbye to every session and stops serving new datagrams; the port stays open
+    /// until its queue is flushed.
+    fn on_shutdown(&mut self, cx: &mut Context) -> Verdict {
+        self.closing = true;
+        self.serve(cx, |service, env, out| service.on_shutdown(env, out));
+        self.update_interest(cx);
+        Verdict::Keep
+    }
+
+    fn on_close(&mut self, cx: &mut Context) {
+        if let Err(e) = cx.registry.deregister(&mut self.socket) {
+            debug!("{}: deregister: {e}", cx.label());
+        }
+    }
+
+    fn is_drained(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn describe(&self) -> String {
+        format!("{} udp", self.kind.name())
     }
 }

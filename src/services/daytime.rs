@@ -8,9 +8,7 @@
 
 use std::net::SocketAddr;
 
-use super::{Env, Next, TcpService, UdpService};
-use crate::server::udp::Outbox;
-use crate::services::output::Output;
+use super::contract::{Env, Next, Outbox, Output, TcpService, UdpService};
 
 /// One TCP daytime connection: it speaks once.
 pub struct TcpDaytime;
@@ -30,7 +28,43 @@ impl TcpService for TcpDaytime {
 pub struct UdpDaytime;
 
 impl UdpService for UdpDaytime {
-    fn on_datagram(&mut self, _payload: &[u8], peer: SocketAddr, env: &mut Env, out: &mut Outbox) {
+    fn on_datagram(
+        &mut self,
+        _payload: &[u8],
+        peer: SocketAddr,
+        env: &mut Env,
+        out: &mut dyn Outbox,
+    ) {
         out.send_to(env.clock.daytime_text().as_bytes(), peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::clock::{DAYTIME_FORMAT, WallClock};
+    use crate::services::contract::{ServiceSettings, TimerTag};
+    use std::time::Instant;
+
+    #[test]
+    fn any_datagram_even_empty_gets_one_daytime_line() {
+        let (settings, mut clock, mut timers) = (
+            ServiceSettings::default(),
+            WallClock::default(),
+            Vec::<(Instant, TimerTag)>::new(),
+        );
+        let mut env = Env::new(Instant::now(), &settings, &mut clock, &mut timers);
+        let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        let peer: SocketAddr = "[2001:db8::7]:5000".parse().unwrap();
+        UdpDaytime.on_datagram(b"", peer, &mut env, &mut out);
+        let [(to, line)] = &out[..] else {
+            panic!("one reply: {out:?}")
+        };
+        assert_eq!(*to, peer);
+        let text = std::str::from_utf8(line).unwrap();
+        let bare = text.strip_suffix("\r\n").expect("ends in CRLF");
+        let parsed = chrono::NaiveDateTime::parse_from_str(bare, DAYTIME_FORMAT).unwrap();
+        let drift = chrono::Local::now().naive_local() - parsed;
+        assert!(drift.num_seconds().abs() <= 2, "{text:?} is not now");
     }
 }

@@ -12,9 +12,7 @@ use std::net::SocketAddr;
 
 use log::debug;
 
-use super::{Env, Next, TcpService, UdpService};
-use crate::server::udp::Outbox;
-use crate::services::output::{OutBuf, Output};
+use super::contract::{Env, Next, OutBuf, Outbox, Output, TcpService, UdpService};
 
 /// Source ports below this get no UDP echo (reflection-loop guard).
 pub const LOWEST_ECHOED_PORT: u16 = 1024;
@@ -44,11 +42,46 @@ impl TcpService for TcpEcho {
 pub struct UdpEcho;
 
 impl UdpService for UdpEcho {
-    fn on_datagram(&mut self, payload: &[u8], peer: SocketAddr, _env: &mut Env, out: &mut Outbox) {
+    fn on_datagram(
+        &mut self,
+        payload: &[u8],
+        peer: SocketAddr,
+        _env: &mut Env,
+        out: &mut dyn Outbox,
+    ) {
         if peer.port() < LOWEST_ECHOED_PORT {
             debug!("echo udp {peer}: privileged source port, not answering");
             return;
         }
         out.send_to(payload, peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::clock::WallClock;
+    use crate::services::contract::{ServiceSettings, TimerTag};
+    use std::time::Instant;
+
+    #[test]
+    fn udp_echo_answers_each_datagram_but_never_a_privileged_source_port() {
+        let (settings, mut clock, mut timers) = (
+            ServiceSettings::default(),
+            WallClock::default(),
+            Vec::<(Instant, TimerTag)>::new(),
+        );
+        let mut env = Env::new(Instant::now(), &settings, &mut clock, &mut timers);
+        let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        let client: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+        let chargen: SocketAddr = "192.0.2.1:19".parse().unwrap();
+        UdpEcho.on_datagram(b"\0binary\xff", client, &mut env, &mut out);
+        UdpEcho.on_datagram(b"", client, &mut env, &mut out);
+        UdpEcho.on_datagram(b"loop?", chargen, &mut env, &mut out);
+        assert_eq!(
+            out,
+            vec![(client, b"\0binary\xff".to_vec()), (client, Vec::new())]
+        );
+        assert!(timers.is_empty());
     }
 }

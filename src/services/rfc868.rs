@@ -9,9 +9,7 @@
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Env, Next, TcpService, UdpService};
-use crate::server::udp::Outbox;
-use crate::services::output::Output;
+use super::contract::{Env, Next, Outbox, Output, TcpService, UdpService};
 
 /// Seconds from 1900-01-01 to 1970-01-01 (70 years, 17 of them leap years).
 pub const SECONDS_1900_TO_1970: i64 = 2_208_988_800;
@@ -47,7 +45,13 @@ impl TcpService for TcpRfc868 {
 pub struct UdpRfc868;
 
 impl UdpService for UdpRfc868 {
-    fn on_datagram(&mut self, _payload: &[u8], peer: SocketAddr, _env: &mut Env, out: &mut Outbox) {
+    fn on_datagram(
+        &mut self,
+        _payload: &[u8],
+        peer: SocketAddr,
+        _env: &mut Env,
+        out: &mut dyn Outbox,
+    ) {
         out.send_to(&rfc868_now(), peer);
     }
 }
@@ -64,6 +68,32 @@ mod tests {
         assert_eq!(rfc868_seconds(946_684_800), 3_155_673_600);
         // 1900-01-01T00:00:00Z
         assert_eq!(rfc868_seconds(-SECONDS_1900_TO_1970), 0);
+    }
+
+    #[test]
+    fn any_datagram_even_empty_gets_four_bytes_of_now() {
+        use crate::services::clock::WallClock;
+        use crate::services::contract::{ServiceSettings, TimerTag};
+        use std::time::Instant;
+        let (settings, mut clock, mut timers) = (
+            ServiceSettings::default(),
+            WallClock::default(),
+            Vec::<(Instant, TimerTag)>::new(),
+        );
+        let mut env = Env::new(Instant::now(), &settings, &mut clock, &mut timers);
+        let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        let peer: SocketAddr = "192.0.2.9:37000".parse().unwrap();
+        UdpRfc868.on_datagram(b"", peer, &mut env, &mut out);
+        let [(to, bytes)] = &out[..] else {
+            panic!("one reply: {out:?}")
+        };
+        assert_eq!(*to, peer);
+        let seconds = u32::from_be_bytes(bytes[..].try_into().expect("4 bytes"));
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((i64::from(seconds) - i64::from(rfc868_seconds(unix))).abs() <= 2);
     }
 
     #[test]

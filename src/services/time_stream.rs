@@ -19,11 +19,10 @@ use std::time::Instant;
 
 use log::{debug, info, warn};
 
-use super::{Env, Next, TcpService, UdpService};
-use crate::server::config::Settings;
-use crate::server::udp::Outbox;
-use crate::services::line::LineReader;
-use crate::services::output::Output;
+use super::contract::{
+    Env, Next, Outbox, Output, ServiceSettings, TcpService, TimerTag, UdpService,
+};
+use super::line::LineReader;
 use crate::slots::Slots;
 
 /// Longest greeting line accepted, in bytes (not counting `\r\n`).
@@ -32,6 +31,8 @@ pub const GREETING_MAX: usize = 1024;
 pub const AU_REVOIR: &str = "Au Revoir";
 /// Sent to a TCP client whose greeting exceeds [`GREETING_MAX`], before closing.
 pub const LINE_TOO_LONG: &str = "error: line too long\n";
+/// The TCP session's one timer: the next tick is due.
+const NEXT_TICK: TimerTag = TimerTag(0);
 
 /// Where a session is in its schedule; the same for TCP and UDP.
 struct Schedule {
@@ -114,7 +115,7 @@ impl TcpTimeStream {
         }
         match next {
             Some(deadline) => {
-                env.set_timer(deadline, 0);
+                env.set_timer(deadline, NEXT_TICK);
                 Next::Continue
             }
             None => {
@@ -159,7 +160,7 @@ impl TcpService for TcpTimeStream {
         }
     }
 
-    fn on_timer(&mut self, _tag: u64, env: &mut Env, out: &mut Output) -> Next {
+    fn on_timer(&mut self, _tag: TimerTag, env: &mut Env, out: &mut Output) -> Next {
         self.step(env, out)
     }
 
@@ -188,8 +189,18 @@ struct UdpSession {
     schedule: Schedule,
 }
 
+/// A UDP session's timer is named by the session's generation-tagged key, so the timer of an
+/// ended session finds nothing, even if a new session took its slot.
+fn session_timer(key: usize) -> TimerTag {
+    TimerTag(key as u64)
+}
+
+fn session_of(tag: TimerTag) -> usize {
+    tag.0 as usize
+}
+
 impl UdpTimeStream {
-    fn admits(&mut self, peer: SocketAddr, settings: &Settings) -> bool {
+    fn admits(&mut self, peer: SocketAddr, settings: &ServiceSettings) -> bool {
         let of_ip = self.per_ip.get(&peer.ip()).copied().unwrap_or(0);
         let admitted = self.sessions.len() < settings.max_udp_sessions
             && of_ip < settings.max_udp_sessions_per_ip;
@@ -205,7 +216,7 @@ impl UdpTimeStream {
     }
 
     /// Runs one step of session `key`; ends the session when its schedule is over.
-    fn step(&mut self, key: usize, env: &mut Env, out: &mut Outbox) {
+    fn step(&mut self, key: usize, env: &mut Env, out: &mut dyn Outbox) {
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
@@ -215,7 +226,7 @@ impl UdpTimeStream {
             Message::AuRevoir => out.send_to(AU_REVOIR.as_bytes(), peer),
         });
         match next {
-            Some(deadline) => env.set_timer(deadline, key as u64),
+            Some(deadline) => env.set_timer(deadline, session_timer(key)),
             None => self.end(key),
         }
     }
@@ -236,7 +247,13 @@ impl UdpTimeStream {
 }
 
 impl UdpService for UdpTimeStream {
-    fn on_datagram(&mut self, payload: &[u8], peer: SocketAddr, env: &mut Env, out: &mut Outbox) {
+    fn on_datagram(
+        &mut self,
+        payload: &[u8],
+        peer: SocketAddr,
+        env: &mut Env,
+        out: &mut dyn Outbox,
+    ) {
         if self.by_peer.contains_key(&peer) {
             return; // a live session ignores further datagrams from its peer
         }
@@ -256,15 +273,15 @@ impl UdpService for UdpTimeStream {
         self.step(key, env, out);
     }
 
-    fn on_timer(&mut self, tag: u64, env: &mut Env, out: &mut Outbox) {
-        self.step(tag as usize, env, out);
+    fn on_timer(&mut self, tag: TimerTag, env: &mut Env, out: &mut dyn Outbox) {
+        self.step(session_of(tag), env, out);
     }
 
-    fn timer_is_live(&self, tag: u64) -> bool {
-        self.sessions.contains(tag as usize)
+    fn timer_is_live(&self, tag: TimerTag) -> bool {
+        self.sessions.contains(session_of(tag))
     }
 
-    fn on_shutdown(&mut self, _env: &mut Env, out: &mut Outbox) {
+    fn on_shutdown(&mut self, _env: &mut Env, out: &mut dyn Outbox) {
         for key in self.sessions.keys() {
             if let Some(session) = self.sessions.get(key) {
                 out.send_to(AU_REVOIR.as_bytes(), session.peer);
@@ -277,66 +294,228 @@ impl UdpService for UdpTimeStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::Shared;
-    use crate::services::output::OutBuf;
-    use mio::Token;
+    use crate::services::clock::{TICK_FORMAT, WallClock};
+    use crate::services::contract::OutBuf;
     use std::time::Duration;
+
+    /// Everything an entry point needs, with time in the test's hands.
+    struct Harness {
+        now: Instant,
+        settings: ServiceSettings,
+        clock: WallClock,
+        timers: Vec<(Instant, TimerTag)>,
+    }
+
+    impl Harness {
+        fn new(settings: ServiceSettings) -> Self {
+            Harness {
+                now: Instant::now(),
+                settings,
+                clock: WallClock::default(),
+                timers: Vec::new(),
+            }
+        }
+
+        fn env(&mut self) -> Env<'_> {
+            Env::new(self.now, &self.settings, &mut self.clock, &mut self.timers)
+        }
+
+        /// Removes and returns the earliest timer.
+        fn take_timer(&mut self) -> (Instant, TimerTag) {
+            self.timers.sort();
+            self.timers.remove(0)
+        }
+    }
+
+    fn settings(ticks: u32) -> ServiceSettings {
+        ServiceSettings {
+            ticks,
+            interval: Duration::from_secs(1),
+            ..ServiceSettings::default()
+        }
+    }
+
+    fn peer(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    fn is_tick(payload: &[u8]) -> bool {
+        let text = std::str::from_utf8(payload).unwrap();
+        chrono::NaiveDateTime::parse_from_str(text, TICK_FORMAT).is_ok()
+    }
 
     #[test]
     fn ticks_are_scheduled_from_the_start_so_late_wakeups_never_add_up() {
-        let mut shared = Shared::new(Settings {
-            ticks: 4,
-            interval: Duration::from_secs(1),
-            ..Settings::default()
-        });
-        let start = shared.now;
+        let mut h = Harness::new(settings(4));
+        let start = h.now;
         let at = |ms| start + Duration::from_millis(ms);
-        let mut session = TcpTimeStream::new("127.0.0.1:9".parse().unwrap());
+        let mut session = TcpTimeStream::new(peer("127.0.0.1:9"));
         let mut queue = OutBuf::new(1024);
-        let token = Token(7);
 
         let next = session.on_input(
             b"Bonjour\r\n",
-            &mut Env::new(&mut shared, token),
+            &mut h.env(),
             &mut Output::new(&mut queue, None),
         );
         assert_eq!(next, Next::Continue);
         // The loop wakes up late every time; each deadline still counts from the greeting.
         for (woke_at, expected) in [(1300, 2000), (2950, 3000)] {
-            let timer = shared.timers.pop().unwrap();
-            assert_eq!((timer.token, timer.tag), (token, 0));
-            assert!(u128::from(woke_at) >= (timer.deadline - start).as_millis());
-            shared.now = at(woke_at);
+            let (deadline, tag) = h.take_timer();
+            assert_eq!(tag, NEXT_TICK);
+            assert!(u128::from(woke_at) >= (deadline - start).as_millis());
+            h.now = at(woke_at);
             let mut out = Output::new(&mut queue, None);
-            let next = session.on_timer(0, &mut Env::new(&mut shared, token), &mut out);
+            let next = session.on_timer(tag, &mut h.env(), &mut out);
             assert_eq!(next, Next::Continue);
-            assert_eq!(shared.timers.peek().unwrap().deadline, at(expected));
+            assert_eq!(h.timers, vec![(at(expected), NEXT_TICK)]);
         }
-        shared.now = at(3001);
-        shared.timers.pop();
+        h.now = at(3001);
+        let (_, tag) = h.take_timer();
         let mut out = Output::new(&mut queue, None);
-        let next = session.on_timer(0, &mut Env::new(&mut shared, token), &mut out);
+        let next = session.on_timer(tag, &mut h.env(), &mut out);
         assert_eq!(next, Next::Close, "4 ticks, then the session ends");
-        assert!(shared.timers.is_empty());
+        assert!(h.timers.is_empty());
 
         let text = String::from_utf8(queue.pending().to_vec()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 5, "{text:?}");
+        assert!(lines[..4].iter().all(|line| is_tick(line.as_bytes())));
         assert_eq!(lines[4], AU_REVOIR);
     }
 
     #[test]
     fn zero_ticks_is_just_au_revoir_and_shutdown_says_goodbye_once() {
-        let mut shared = Shared::new(Settings {
-            ticks: 0,
-            ..Settings::default()
-        });
-        let mut session = TcpTimeStream::new("127.0.0.1:9".parse().unwrap());
+        let mut h = Harness::new(settings(0));
+        let mut session = TcpTimeStream::new(peer("127.0.0.1:9"));
         let mut queue = OutBuf::new(1024);
-        let mut env = Env::new(&mut shared, Token(1));
+        let mut env = h.env();
         let mut out = Output::new(&mut queue, None);
         assert_eq!(session.on_input(b"hi\n", &mut env, &mut out), Next::Close);
         assert_eq!(session.on_shutdown(&mut env, &mut out), Next::Close);
         assert_eq!(queue.pending(), b"Au Revoir\n", "one goodbye, not two");
+    }
+
+    #[test]
+    fn a_tcp_greeting_over_the_cap_is_refused_and_a_closed_input_before_it_ends_the_session() {
+        let mut h = Harness::new(settings(3));
+        let mut queue = OutBuf::new(4096);
+        let mut session = TcpTimeStream::new(peer("127.0.0.1:9"));
+        let long = vec![b'a'; GREETING_MAX + 2];
+        let mut out = Output::new(&mut queue, None);
+        assert_eq!(session.on_input(&long, &mut h.env(), &mut out), Next::Close);
+        assert_eq!(queue.pending(), LINE_TOO_LONG.as_bytes());
+
+        let mut session = TcpTimeStream::new(peer("127.0.0.1:9"));
+        let mut out = Output::new(&mut queue, None);
+        assert_eq!(
+            session.on_input(b"Bon", &mut h.env(), &mut out),
+            Next::Continue
+        );
+        assert_eq!(session.on_input_closed(&mut h.env(), &mut out), Next::Close);
+        assert!(h.timers.is_empty(), "no session, no tick");
+    }
+
+    type Sent = Vec<(SocketAddr, Vec<u8>)>;
+
+    /// Fires every timer due at or before `until`, in deadline order, as the loop would.
+    fn run_until(h: &mut Harness, udp: &mut UdpTimeStream, out: &mut Sent, until: Instant) {
+        loop {
+            h.timers.sort();
+            match h.timers.first() {
+                Some(&(deadline, _)) if deadline <= until => {
+                    let (deadline, tag) = h.timers.remove(0);
+                    h.now = deadline;
+                    if udp.timer_is_live(tag) {
+                        udp.on_timer(tag, &mut h.env(), out);
+                    }
+                }
+                _ => break,
+            }
+        }
+        h.now = until;
+    }
+
+    #[test]
+    fn a_udp_session_starts_with_a_datagram_ticks_on_schedule_then_says_au_revoir_and_expires() {
+        let mut h = Harness::new(settings(3));
+        let start = h.now;
+        let mut udp = UdpTimeStream::default();
+        let mut out = Sent::new();
+        let alice = peer("192.0.2.1:4000");
+
+        udp.on_datagram(b"Bonjour", alice, &mut h.env(), &mut out);
+        assert_eq!(out.len(), 1, "the first tick goes out at once");
+        assert!(out.iter().all(|(to, tick)| *to == alice && is_tick(tick)));
+        assert_eq!(h.timers.len(), 1);
+        assert_eq!(h.timers[0].0, start + Duration::from_secs(1));
+
+        // A second datagram from the same peer during its session is ignored.
+        udp.on_datagram(b"again", alice, &mut h.env(), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(h.timers.len(), 1);
+
+        run_until(
+            &mut h,
+            &mut udp,
+            &mut out,
+            start + Duration::from_millis(2500),
+        );
+        let payloads: Vec<&[u8]> = out.iter().map(|(_, p)| p.as_slice()).collect();
+        assert_eq!(payloads.len(), 4, "ticks at 0 s, 1 s, 2 s, then Au Revoir");
+        assert!(payloads[..3].iter().all(|p| is_tick(p)));
+        assert_eq!(payloads[3], AU_REVOIR.as_bytes());
+        assert!(h.timers.is_empty(), "the schedule is over");
+
+        // The session has expired: the same peer may start a new one.
+        udp.on_datagram(b"encore", alice, &mut h.env(), &mut out);
+        assert_eq!(out.len(), 5);
+        assert!(is_tick(&out[4].1));
+    }
+
+    #[test]
+    fn udp_sessions_are_capped_in_total_and_per_source_ip() {
+        let mut h = Harness::new(ServiceSettings {
+            max_udp_sessions: 3,
+            max_udp_sessions_per_ip: 2,
+            ..settings(5)
+        });
+        let mut udp = UdpTimeStream::default();
+        let mut out = Sent::new();
+        for port in 1..=3 {
+            udp.on_datagram(
+                b"",
+                peer(&format!("192.0.2.1:{port}")),
+                &mut h.env(),
+                &mut out,
+            );
+        }
+        assert_eq!(out.len(), 2, "the third session from one IP is refused");
+        udp.on_datagram(b"", peer("192.0.2.2:1"), &mut h.env(), &mut out);
+        assert_eq!(out.len(), 3, "another IP still gets one");
+        udp.on_datagram(b"", peer("192.0.2.3:1"), &mut h.env(), &mut out);
+        assert_eq!(out.len(), 3, "the table is full");
+        assert_eq!(udp.sessions.len(), 3);
+    }
+
+    #[test]
+    fn shutdown_says_au_revoir_to_every_session_and_their_timers_go_stale() {
+        let mut h = Harness::new(settings(5));
+        let mut udp = UdpTimeStream::default();
+        let mut out = Sent::new();
+        let peers = [peer("192.0.2.1:1"), peer("[2001:db8::1]:2")];
+        for p in peers {
+            udp.on_datagram(b"hi", p, &mut h.env(), &mut out);
+        }
+        out.clear();
+        udp.on_shutdown(&mut h.env(), &mut out);
+        let mut goodbyes: Vec<SocketAddr> = out
+            .iter()
+            .filter(|(_, payload)| payload == AU_REVOIR.as_bytes())
+            .map(|(to, _)| *to)
+            .collect();
+        goodbyes.sort();
+        assert_eq!(goodbyes, peers.to_vec());
+        assert_eq!(out.len(), 2, "nothing but the goodbyes");
+        assert!(h.timers.iter().all(|&(_, tag)| !udp.timer_is_live(tag)));
     }
 }

@@ -1,0 +1,155 @@
+//! One handler shape for every socket the loop owns, and what handlers share.
+//!
+//! The slab behind the tokens holds three kinds of entries — a TCP listener, a UDP port, a TCP
+//! connection — and the loop talks to all three through the same [`Handler`] calls, each
+//! answering with a [`Verdict`] (keep, replay next turn, close). That is ae.c's one
+//! `rfileProc` signature and mio's one `handle_connection_event`: the reactor needs one `match`
+//! to find the handler, and none to decide what to do with its answer.
+//!
+//! A handler gets a [`Context`]: its own token, the registry (to change its interest), the
+//! loop's one scratch buffer, and [`Shared`] — the loop's state that handlers may touch (time,
+//! settings, wall clock, timers, the UDP budget, the accept gate). Services never see any of it:
+//! the plumbing lends them the narrow `Env` of the contract through [`Shared::with_env`].
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Registry, Token};
+
+use super::config::Settings;
+use super::rate_limit::RateLimiter;
+use super::readiness::{Readiness, Verdict};
+use super::timer::{Tag, TimerHeap};
+use crate::services::ServiceKind;
+use crate::services::clock::WallClock;
+use crate::services::contract::{Env, TimerTag, Timers};
+use crate::slots::KeyLabel;
+
+/// The calls every entry of the slab answers.
+pub trait Handler {
+    /// A readiness event (or a replayed one, see [`Verdict::Yield`]).
+    fn on_ready(&mut self, ready: Readiness, cx: &mut Context) -> Verdict;
+    /// One of this entry's timers is due.
+    fn on_timer(&mut self, tag: Tag, cx: &mut Context) -> Verdict;
+    /// Whether a timer still matters; stale ones are dropped before they can wake the loop.
+    fn timer_is_live(&self, tag: Tag) -> bool;
+    /// The server is stopping: say goodbye, stop taking new work.
+    fn on_shutdown(&mut self, cx: &mut Context) -> Verdict;
+    /// The loop is about to drop this entry: deregister its socket (dropping alone leaves the
+    /// registration to the kernel's cleanup, mio #1269) and settle any accounts.
+    fn on_close(&mut self, cx: &mut Context);
+    /// Nothing is left to send; a shutdown waits for every entry to be drained.
+    fn is_drained(&self) -> bool {
+        true
+    }
+    /// What this entry is, for logs and traces, e.g. `echo tcp 127.0.0.1:5123`.
+    fn describe(&self) -> String;
+}
+
+/// A connection just accepted, waiting for the reactor to file it under a token.
+pub struct Accepted {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub kind: ServiceKind,
+}
+
+/// Why accepting may be on hold.
+#[derive(Default)]
+pub struct AcceptGate {
+    /// Connections may wait in a listen backlog that was left undrained (at `--max-conns`, out
+    /// of descriptors): with edge-triggering no new event will say so.
+    pub backlog_waiting: bool,
+    /// Out of descriptors: no `accept` before this instant.
+    pub retry_at: Option<Instant>,
+    /// Whether descriptor exhaustion was logged in this episode.
+    pub exhaustion_logged: bool,
+}
+
+/// The loop's state that handlers share. The reactor owns one.
+pub struct Shared {
+    /// Taken once per loop turn, so everything done in one turn agrees on the time.
+    pub now: Instant,
+    pub settings: Settings,
+    pub clock: WallClock,
+    pub timers: TimerHeap,
+    /// One UDP budget per source IP, shared by every UDP service.
+    pub udp_sources: RateLimiter,
+    pub accept: AcceptGate,
+    /// Filled by listeners, emptied by the reactor after each handler call.
+    pub accepted: Vec<Accepted>,
+    /// Open TCP connections, for `--max-conns`.
+    pub connections: usize,
+}
+
+impl Shared {
+    pub fn new(settings: Settings) -> Self {
+        Shared {
+            now: Instant::now(),
+            udp_sources: RateLimiter::new(settings.udp_rate_per_ip),
+            settings,
+            clock: WallClock::default(),
+            timers: TimerHeap::default(),
+            accept: AcceptGate::default(),
+            accepted: Vec::new(),
+            connections: 0,
+        }
+    }
+
+    /// Calls a service's entry point with the contract's `Env`, filing the timers it sets
+    /// under `token` in the service's tag space.
+    pub fn with_env<R>(&mut self, token: Token, call: impl FnOnce(&mut Env) -> R) -> R {
+        let mut timers = OwnerTimers {
+            heap: &mut self.timers,
+            token,
+        };
+        let mut env = Env::new(
+            self.now,
+            &self.settings.service,
+            &mut self.clock,
+            &mut timers,
+        );
+        call(&mut env)
+    }
+}
+
+/// The loop's heap seen from one owner's service.
+struct OwnerTimers<'a> {
+    heap: &'a mut TimerHeap,
+    token: Token,
+}
+
+impl Timers for OwnerTimers<'_> {
+    fn set(&mut self, deadline: Instant, tag: TimerTag) {
+        self.heap.schedule(deadline, self.token, Tag::Service(tag));
+    }
+}
+
+/// What a handler call may use.
+pub struct Context<'a> {
+    /// The token of the entry being called.
+    pub token: Token,
+    pub registry: &'a Registry,
+    /// The loop's one read buffer, lent to whichever socket is being read.
+    pub scratch: &'a mut [u8],
+    pub shared: &'a mut Shared,
+}
+
+impl Context<'_> {
+    /// The token as `#slot.generation`, for log lines.
+    pub fn label(&self) -> KeyLabel {
+        KeyLabel(self.token.0)
+    }
+
+    /// Whether `--trace-events` is on.
+    pub fn tracing(&self) -> bool {
+        self.shared.settings.trace_events
+    }
+
+    /// Sets one of the plumbing's own timers for this entry.
+    pub fn set_plumbing_timer(&mut self, deadline: Instant, number: u64) {
+        self.shared
+            .timers
+            .schedule(deadline, self.token, Tag::Plumbing(number));
+    }
+}
