@@ -6,24 +6,38 @@
 //!
 //! # Layout
 //!
-//! - `reactor` — the loop: poll, dispatch by token, replay, timers, accept, shutdown.
-//! - `connection` — TCP plumbing: read until `WouldBlock`, bounded output, interest, close.
-//! - `listen` — binding each service's TCP listener and UDP socket on one port.
-//! - `udp` — UDP plumbing: receive until `WouldBlock`, replies with a bounded send queue.
-//! - `services/` — the protocols as state machines with the same entry points:
-//!   `time_stream`, `echo`, `daytime`, `rfc868`.
-//! - `buffer` — the line reader and the output buffer every TCP service shares.
-//! - `timer` — the timer heap whose earliest deadline is the poll timeout.
-//! - `rate_limit` — per-source budget for UDP datagrams (no reflection).
-//! - `slots` — the slab with generation-tagged keys behind every token.
-//! - `readiness` — the loop's copy of an event, and the `WouldBlock`/`Interrupted` helpers.
-//! - `clock` — wall-clock text, formatted once per second.
-//! - `cli` — the command-line conventions the blocking clients share.
-//! - `config` — the `reactor` command line.
-//! - `endpoint` — blocking TCP/UDP sockets with timeouts (the lab's `Endpoint`), for clients.
-//! - `http/` — an HTTP/1.x client on `httparse`: URL, request, response reader, chunked.
-//! - `bin/reactor.rs` — `main`: parse, log to stderr, bind, announce on stdout, run.
-//! - `bin/http-client.rs` — fetch a URL, or the lab's interactive HTTP client.
+//! Three wings and a door. The arrows are the only direction imports go (checked by
+//! `tests/architecture.rs`):
+//!
+//! ```text
+//!   server/  the loop and the plumbing ──► services/contract.rs ◄── services/*  the protocols
+//!   client/  blocking clients (no loop)        (the door)
+//! ```
+//!
+//! - `server/` — everything that owns a socket and knows `mio`:
+//!   - `reactor` — the loop: poll, one `match` to find an entry's handler, replay, timers.
+//!   - `handler` — the one shape every slab entry answers (`Handler`), the `Context` it gets,
+//!     and the loop's `Shared` state.
+//!   - `listener` — accept until `WouldBlock`, a limit or a budget; pause on `EMFILE`.
+//!   - `connection` — TCP plumbing: read until `WouldBlock`, bounded output, interest, FIN,
+//!     linger, idle timeout.
+//!   - `udp` — UDP plumbing: receive until `WouldBlock`, send or queue or drop.
+//!   - `listen` — binding each service's TCP listener and UDP socket on one port.
+//!   - `timer` — the timer heap whose earliest deadline is the poll timeout; tag spaces.
+//!   - `rate_limit` — per-source budget for UDP datagrams (no reflection).
+//!   - `readiness` — the loop's copy of an event, and the `Verdict` a handler answers.
+//!   - `config` — the `reactor` command line: flags, defaults, ranges.
+//! - `services/` — the protocols, state machines that never touch a socket:
+//!   - `contract` — the door: `TcpService`, `UdpService`, `Env`, `Next`, `Output`, `Outbox`,
+//!     `TimerTag`, `ServiceSettings`. Imports nothing of the loop.
+//!   - `time_stream`, `echo`, `daytime`, `rfc868` — one file a protocol, TCP and UDP.
+//!   - `output` (bounded output written straight through), `line` (capped line reader),
+//!     `clock` (wall-clock text, formatted once per second) — what the protocols share.
+//! - `client/` — `endpoint` (the lab's blocking `Endpoint` with timeouts), `cli` (the clients'
+//!   command-line conventions), `http/` (an HTTP/1.x client on `httparse`).
+//! - Shared leaves: `slots` (the slab with generation-tagged keys behind every token and every
+//!   UDP session), `nonblocking` (the `WouldBlock`/`Interrupted` helpers).
+//! - `bin/` — `reactor` (parse, log to stderr, bind, announce on stdout, run) and the clients.
 
 // Nothing a peer, a file or the command line sends may reach a panic: no unwrap, no expect,
 // no unchecked indexing in library code (tests may use them).

@@ -240,13 +240,19 @@ impl Reactor {
             scratch: &mut self.scratch,
             shared: &mut self.shared,
         };
-        match call(entry.handler(), &mut cx) {
+        let verdict = call(entry.handler(), &mut cx);
+        self.apply(token, verdict);
+        self.open_accepted();
+        true
+    }
+
+    /// Carries out what a handler answered.
+    fn apply(&mut self, token: Token, verdict: Verdict) {
+        match verdict {
             Verdict::Keep => {}
             Verdict::Yield => self.replay.push(token),
             Verdict::Close => self.close(token),
         }
-        self.open_accepted();
-        true
     }
 
     /// Deregisters, then drops (which closes the descriptor).
@@ -303,11 +309,7 @@ impl Reactor {
                     continue;
                 }
             };
-            match verdict {
-                Verdict::Keep => {}
-                Verdict::Yield => self.replay.push(token),
-                Verdict::Close => self.close(token),
-            }
+            self.apply(token, verdict);
         }
     }
 

@@ -1,13 +1,14 @@
-//! What an event says, and the two `io::Error` kinds every non-blocking call must expect.
+//! What an event says, and what a handler answers about it.
 //!
 //! `epoll_wait` (kqueue's `kevent` on BSD and macOS) reports that a socket *became* readable or
 //! writable. mio registers sockets edge-triggered (`EPOLLET`): the kernel reports each change
 //! once, so a handler must keep calling `read`/`accept`/`recv_from` until the call answers
-//! `WouldBlock`, or no event will ever come for the bytes left behind.
+//! `WouldBlock` (see `nonblocking.rs`), or no event will ever come for the bytes left behind.
 //!
 //! [`Readiness`] is the loop's own copy of an event's flags. Handlers take it instead of
 //! `mio::event::Event` (which only the kernel can make), so a unit test can hand the dispatcher
 //! crafted events, and the loop can replay "readable" for a socket it deliberately left unfinished.
+//! [`Verdict`] is the one answer every handler gives the loop.
 
 /// The flags of one readiness event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
