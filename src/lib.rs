@@ -60,3 +60,4 @@ pub mod nonblocking;
 pub mod server;
 pub mod services;
 pub mod slots;
+pub mod source;

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use inetloop::server::config::{Command, Config, USAGE, parse_args};
 use inetloop::server::listen::Proto;
 use inetloop::server::reactor::Reactor;
-use log::{LevelFilter, info};
+use log::{LevelFilter, info, warn};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 fn main() -> ExitCode {
@@ -50,12 +50,7 @@ fn serve(config: Config) -> Result<(), String> {
     let loops = bind_loops(&config)?;
     // The stdout contract: one line per bound socket, flushed before any client is served.
     // With --threads every loop has the same sockets; they are announced once.
-    let mut stdout = std::io::stdout().lock();
-    for socket in loops.first().map(Reactor::bound).unwrap_or_default() {
-        writeln!(stdout, "{socket}").map_err(|e| format!("stdout: {e}"))?;
-    }
-    stdout.flush().map_err(|e| format!("stdout: {e}"))?;
-    drop(stdout);
+    announce(loops.first().map(Reactor::bound).unwrap_or_default());
     info!(
         "serving with {} event loop(s); SIGINT or SIGTERM stops",
         loops.len()
@@ -84,6 +79,20 @@ fn serve(config: Config) -> Result<(), String> {
         None => info!("stopped"),
     }
     Ok(())
+}
+
+/// Prints the `listening …` lines. Best effort: a reader that went away (`reactor | head -1`)
+/// must not stop a server whose sockets are bound, so a failed write is reported once on
+/// stderr and the rest is skipped.
+fn announce(sockets: &[inetloop::server::listen::BoundSocket]) {
+    let mut stdout = std::io::stdout().lock();
+    let written = sockets
+        .iter()
+        .try_for_each(|socket| writeln!(stdout, "{socket}"))
+        .and_then(|()| stdout.flush());
+    if let Err(e) = written {
+        warn!("stdout: {e}; the 'listening' lines could not all be printed, serving anyway");
+    }
 }
 
 /// One `Reactor` per `--threads`, each with its own sockets and signal pipe. The first binds

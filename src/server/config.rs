@@ -28,34 +28,57 @@ Services (each on TCP and UDP, same port number; PORT 0 lets the OS choose):
 Options:
   --bind IP                address every service binds to (IPv4 or IPv6)
                                                                      (default 127.0.0.1)
-  --ticks N                ticks per time-stream session             (default 60)
+  --ticks N                ticks per time-stream session, 0 to 1000000 (default 60)
   --interval-ms MS         interval between ticks, 1 to 86400000     (default 1000)
-  --max-conns N            open TCP connections, all services; when full, new
-                           connections wait in the listen backlog    (default 10000)
-  --idle-timeout-ms MS     close a TCP connection that has neither sent nor been
-                           sent anything this long, at most a day;
-                           0 = never                                 (default 60000)
-  --max-udp-sessions N     live UDP time-stream sessions in total; a peer over
-                           the cap gets no reply                     (default 10000)
-  --max-udp-sessions-per-ip N
-                           live UDP time-stream sessions per source IP (default 100)
-  --udp-rate-per-ip N      UDP datagrams served per source IP per second, all
-                           services together (anti-reflection); over it, the
-                           datagram is dropped; 0 = no limit          (default 100)
+  --greeting-timeout-ms MS a time-stream client must finish its greeting line
+                           this long after connecting, however slowly it
+                           sends; then 'error: greeting timeout' and close
+                                                                     (default 5000)
   --threads N              independent event loops, each with its own sockets on the
-                           same ports (SO_REUSEPORT); the limits above are shared
-                           out equally among them                    (default 1)
+                           same ports (SO_REUSEPORT); the limits below are shared
+                           out equally among them, 1 to 256          (default 1)
   --trace-events           log every readiness event and what was done about it
   -v, -vv                  more logging on stderr (debug, trace)
   -q, -qq                  less logging on stderr (warnings, errors only)
   -h, --help               print this help
   -V, --version            print the version
 
+Limits (counts up to 10000000; durations up to 86400000 ms, a day):
+  --max-conns N            open TCP connections, all services; when full, new
+                           connections wait in the listen backlog    (default 10000)
+  --max-conns-per-ip N     open TCP connections per source (IPv4 address, IPv6
+                           /64); over it a connection is closed at once
+                                                                     (default 100)
+  --idle-timeout-ms MS     close a TCP connection that has neither sent nor been
+                           sent anything this long; 0 = never       (default 60000)
+  --send-timeout-ms MS     close a TCP connection whose peer has not taken a byte
+                           of pending output this long; 0 = never   (default 30000)
+  --sndbuf BYTES           SO_SNDBUF of accepted connections, 4096 to 16777216;
+                           0 = the kernel's autotuning (MiBs per peer)
+                                                                     (default 65536)
+  --rcvbuf BYTES           SO_RCVBUF of accepted connections, same range
+                                                                     (default 65536)
+  --max-udp-sessions N     live UDP time-stream sessions in total; when full, a
+                           new network (/24, /48) takes the place of the oldest
+                           session of the network holding the most  (default 10000)
+  --max-udp-sessions-per-ip N
+                           live UDP time-stream sessions per source  (default 100)
+  --udp-rate-per-ip N      UDP datagrams served per source per second, and sent
+                           per destination per second (ticks included), all
+                           services together; over it, dropped; 0 = no limit
+                                                                     (default 100)
+
 stdout carries only one 'listening <service> <tcp|udp> <ip:port>' line per bound
-socket; logs go to stderr. SIGINT/SIGTERM: stop accepting, send 'Au Revoir' to
-every time-stream session, flush, exit 0 within a second. SIGUSR1: log a status
-line (connections, timers, queued replies).
+socket (best effort: a closed stdout does not stop the server); logs go to stderr.
+SIGINT, SIGTERM or SIGHUP: stop accepting, send 'Au Revoir' to every time-stream
+session, flush, exit 0 within a second. SIGUSR1: log a status line (connections,
+timers, queued replies).
 ";
+
+/// `SO_SNDBUF`/`SO_RCVBUF` of accepted connections unless told otherwise. Linux doubles it for
+/// its bookkeeping and stops autotuning a socket whose size was set, so a client that writes and
+/// never reads pins about 4 × this in the kernel instead of several MiB.
+pub const DEFAULT_SOCKET_BUFFER: usize = 64 * 1024;
 
 /// What the loop and its plumbing need to know at run time.
 #[derive(Clone, Debug)]
@@ -64,8 +87,17 @@ pub struct Settings {
     pub service: ServiceSettings,
     /// Open TCP connections across all services; past it, accepting pauses.
     pub max_conns: usize,
+    /// Open TCP connections per source (IPv4 address, IPv6 /64); past it, a new connection is
+    /// accepted and closed at once.
+    pub max_conns_per_ip: usize,
     /// Silence after which a TCP connection is closed; `None` = never.
     pub idle_timeout: Option<Duration>,
+    /// How long pending output may wait without the peer taking a byte; `None` = forever.
+    pub send_timeout: Option<Duration>,
+    /// `SO_SNDBUF` of accepted connections; `None` = the kernel's autotuning.
+    pub send_buffer: Option<usize>,
+    /// `SO_RCVBUF` of accepted connections; `None` = the kernel's autotuning.
+    pub receive_buffer: Option<usize>,
     /// UDP datagrams served per source IP per second, all services together; 0 = no limit.
     pub udp_rate_per_ip: u32,
     /// Log each readiness event and each action (`--trace-events`).
@@ -77,7 +109,11 @@ impl Default for Settings {
         Settings {
             service: ServiceSettings::default(),
             max_conns: 10_000,
+            max_conns_per_ip: 100,
             idle_timeout: Some(Duration::from_millis(60_000)),
+            send_timeout: Some(Duration::from_millis(30_000)),
+            send_buffer: Some(DEFAULT_SOCKET_BUFFER),
+            receive_buffer: Some(DEFAULT_SOCKET_BUFFER),
             udp_rate_per_ip: 100,
             trace_events: false,
         }
@@ -96,6 +132,7 @@ impl Settings {
                 ..self.service.clone()
             },
             max_conns: part(self.max_conns),
+            max_conns_per_ip: part(self.max_conns_per_ip),
             udp_rate_per_ip: self.udp_rate_per_ip.div_ceil(loops.max(1) as u32),
             ..self.clone()
         }
@@ -164,7 +201,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
     }
     let defaults = Settings::default();
     let bind = option(&mut args, "--bind", parse_ip)?.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let threads = positive(&mut args, "--threads", 1)?;
+    let threads = count(&mut args, "--threads", 1..=MAX_THREADS, 1)?;
 
     let mut services = Vec::new();
     for kind in ServiceKind::ALL {
@@ -176,30 +213,42 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
     }
 
     let service = ServiceSettings {
-        ticks: option(&mut args, "--ticks", parse_number)?.unwrap_or(defaults.service.ticks),
-        interval: match option(&mut args, "--interval-ms", parse_number::<u64>)? {
-            Some(0) => return Err(UsageError("--interval-ms: must be at least 1".into())),
-            Some(ms) => Duration::from_millis(at_most_a_day("--interval-ms", ms)?),
-            None => defaults.service.interval,
-        },
-        max_udp_sessions: option(&mut args, "--max-udp-sessions", parse_number)?
-            .unwrap_or(defaults.service.max_udp_sessions),
-        max_udp_sessions_per_ip: option(&mut args, "--max-udp-sessions-per-ip", parse_number)?
-            .unwrap_or(defaults.service.max_udp_sessions_per_ip),
+        ticks: count(&mut args, "--ticks", 0..=MAX_TICKS, defaults.service.ticks)?,
+        interval: millis(&mut args, "--interval-ms", 1)?.unwrap_or(defaults.service.interval),
+        greeting_timeout: millis(&mut args, "--greeting-timeout-ms", 1)?
+            .unwrap_or(defaults.service.greeting_timeout),
+        max_udp_sessions: count(
+            &mut args,
+            "--max-udp-sessions",
+            0..=MAX_COUNT,
+            defaults.service.max_udp_sessions,
+        )?,
+        max_udp_sessions_per_ip: count(
+            &mut args,
+            "--max-udp-sessions-per-ip",
+            0..=MAX_COUNT,
+            defaults.service.max_udp_sessions_per_ip,
+        )?,
     };
     let settings = Settings {
         service,
-        max_conns: positive(&mut args, "--max-conns", defaults.max_conns)?,
-        idle_timeout: match option(&mut args, "--idle-timeout-ms", parse_number::<u64>)? {
-            Some(0) => None,
-            Some(ms) => Some(Duration::from_millis(at_most_a_day(
-                "--idle-timeout-ms",
-                ms,
-            )?)),
-            None => defaults.idle_timeout,
-        },
-        udp_rate_per_ip: option(&mut args, "--udp-rate-per-ip", parse_number)?
-            .unwrap_or(defaults.udp_rate_per_ip),
+        max_conns: count(&mut args, "--max-conns", 1..=MAX_COUNT, defaults.max_conns)?,
+        max_conns_per_ip: count(
+            &mut args,
+            "--max-conns-per-ip",
+            1..=MAX_COUNT,
+            defaults.max_conns_per_ip,
+        )?,
+        idle_timeout: never_or_millis(&mut args, "--idle-timeout-ms", defaults.idle_timeout)?,
+        send_timeout: never_or_millis(&mut args, "--send-timeout-ms", defaults.send_timeout)?,
+        send_buffer: buffer_size(&mut args, "--sndbuf", defaults.send_buffer)?,
+        receive_buffer: buffer_size(&mut args, "--rcvbuf", defaults.receive_buffer)?,
+        udp_rate_per_ip: count(
+            &mut args,
+            "--udp-rate-per-ip",
+            0..=MAX_COUNT,
+            defaults.udp_rate_per_ip,
+        )?,
         trace_events: args.contains("--trace-events"),
     };
 
@@ -247,24 +296,95 @@ fn option<T>(
     })
 }
 
+/// The largest count any flag takes (connections, sessions, datagrams per second): far above
+/// what one process can hold, far below any overflow in the arithmetic done with it.
+const MAX_COUNT: u64 = 10_000_000;
+/// Ticks per session; with the interval capped at a day, no deadline can overflow.
+const MAX_TICKS: u64 = 1_000_000;
+/// Event loops; more than the cores of any machine this runs on.
+const MAX_THREADS: u64 = 256;
 /// Durations are capped at a day: longer ones mean nothing for these services, and the cap keeps
 /// every deadline computed from them (`start + interval × ticks`) far from overflowing.
-fn at_most_a_day(flag: &str, ms: u64) -> Result<u64, UsageError> {
-    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-    if ms > DAY_MS {
-        return Err(UsageError(format!("{flag}: at most {DAY_MS} (one day)")));
-    }
-    Ok(ms)
-}
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+/// Socket buffer sizes a user may ask for (the kernel doubles what it is given, and caps it at
+/// `net.core.wmem_max`/`rmem_max`).
+const BUFFER_RANGE: std::ops::RangeInclusive<u64> = 4096..=16 * 1024 * 1024;
 
-fn positive(
+/// An optional numeric `--flag VALUE` that must lie in `range`.
+fn ranged(
     args: &mut pico_args::Arguments,
     flag: &'static str,
-    default: usize,
-) -> Result<usize, UsageError> {
-    match option(args, flag, parse_number::<usize>)? {
-        Some(0) => Err(UsageError(format!("{flag}: must be at least 1"))),
-        Some(n) => Ok(n),
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u64>, UsageError> {
+    let Some(n) = option(args, flag, parse_number::<u64>)? else {
+        return Ok(None);
+    };
+    if n < *range.start() {
+        return Err(UsageError(format!(
+            "{flag}: must be at least {}",
+            range.start()
+        )));
+    }
+    if n > *range.end() {
+        let day = if *range.end() == DAY_MS {
+            " (one day)"
+        } else {
+            ""
+        };
+        return Err(UsageError(format!("{flag}: at most {}{day}", range.end())));
+    }
+    Ok(Some(n))
+}
+
+/// A count in `range` (which fits `T`), or `default`.
+fn count<T: TryFrom<u64>>(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    range: std::ops::RangeInclusive<u64>,
+    default: T,
+) -> Result<T, UsageError> {
+    match ranged(args, flag, range)? {
+        Some(n) => T::try_from(n).map_err(|_| UsageError(format!("{flag}: {n} is too large"))),
+        None => Ok(default),
+    }
+}
+
+/// A duration in milliseconds, from `min` to a day.
+fn millis(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    min: u64,
+) -> Result<Option<Duration>, UsageError> {
+    Ok(ranged(args, flag, min..=DAY_MS)?.map(Duration::from_millis))
+}
+
+/// A duration in milliseconds up to a day, where 0 means "never".
+fn never_or_millis(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    default: Option<Duration>,
+) -> Result<Option<Duration>, UsageError> {
+    Ok(match millis(args, flag, 0)? {
+        Some(Duration::ZERO) => None,
+        Some(duration) => Some(duration),
+        None => default,
+    })
+}
+
+/// A socket buffer size in bytes, or 0 to leave the size to the kernel's autotuning.
+fn buffer_size(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    default: Option<usize>,
+) -> Result<Option<usize>, UsageError> {
+    match option(args, flag, parse_number::<u64>)? {
+        Some(0) => Ok(None),
+        Some(n) if BUFFER_RANGE.contains(&n) => Ok(usize::try_from(n).ok()),
+        Some(_) => Err(UsageError(format!(
+            "{flag}: 0 (the kernel's choice) or {} to {} bytes",
+            BUFFER_RANGE.start(),
+            BUFFER_RANGE.end()
+        ))),
         None => Ok(default),
     }
 }

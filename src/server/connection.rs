@@ -32,6 +32,7 @@ use log::debug;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
+use super::config::Settings;
 use super::handler::{Context, Handler, Shared};
 use super::readiness::{Readiness, Verdict};
 use super::timer::Tag;
@@ -77,8 +78,13 @@ pub struct Connection {
     writable_registered: bool,
     /// When a byte was last read or written, for the idle timeout.
     last_activity: Instant,
+    /// Since when output has been waiting with the peer taking none of it, for the send
+    /// timeout; `None` while nothing waits.
+    output_stalled_since: Option<Instant>,
     /// Which housekeeping timer is current; earlier ones are stale and ignored.
     housekeeping: u64,
+    /// When the current housekeeping timer is due.
+    housekeeping_at: Option<Instant>,
 }
 
 impl Connection {
@@ -102,7 +108,9 @@ impl Connection {
             peer_closed_hint: false,
             writable_registered: false,
             last_activity: cx.shared.now,
+            output_stalled_since: None,
             housekeeping: 0,
+            housekeeping_at: None,
         };
         cx.shared.connections += 1;
         debug!("{} tcp {peer}: open ({})", kind.name(), cx.label());
@@ -170,33 +178,52 @@ impl Connection {
         Verdict::Close
     }
 
+    /// Makes `deadline` the one housekeeping timer (earlier ones go stale).
     fn arm_housekeeping(&mut self, cx: &mut Context, deadline: Instant) {
         self.housekeeping += 1;
+        self.housekeeping_at = Some(deadline);
         cx.set_plumbing_timer(deadline, self.housekeeping);
     }
 
+    /// The earliest moment the idle or the send timeout could close this connection.
+    fn next_timeout(&self, settings: &Settings) -> Option<Instant> {
+        let idle = settings.idle_timeout.map(|idle| self.last_activity + idle);
+        let send = self
+            .output_stalled_since
+            .zip(settings.send_timeout)
+            .map(|(since, limit)| since + limit);
+        idle.into_iter().chain(send).min()
+    }
+
+    /// Closes a connection that lingered too long, went idle, or whose peer stopped taking its
+    /// output; otherwise re-arms for the next of those moments.
     fn on_housekeeping(&mut self, cx: &mut Context) -> Verdict {
-        if self.phase == Phase::Lingering {
-            debug!(
-                "{} {}: no FIN from peer after {LINGER:?}, closing",
-                self.kind.name(),
-                self.peer
-            );
-            return Verdict::Close;
-        }
-        let Some(idle) = cx.shared.settings.idle_timeout else {
-            return Verdict::Keep;
+        let (now, settings) = (cx.shared.now, &cx.shared.settings);
+        let why = if self.phase == Phase::Lingering {
+            Some(format!("no FIN from peer after {LINGER:?}"))
+        } else if let Some(limit) = settings.send_timeout
+            && self
+                .output_stalled_since
+                .is_some_and(|since| now >= since + limit)
+        {
+            Some(format!(
+                "peer took no output for {limit:?} (--send-timeout-ms)"
+            ))
+        } else if let Some(idle) = settings.idle_timeout
+            && now >= self.last_activity + idle
+        {
+            Some(format!("idle for {idle:?}"))
+        } else {
+            None
         };
-        let deadline = self.last_activity + idle;
-        if cx.shared.now >= deadline {
-            debug!(
-                "{} {}: idle for {idle:?}, closing",
-                self.kind.name(),
-                self.peer
-            );
+        if let Some(why) = why {
+            debug!("{} {}: {why}, closing", self.kind.name(), self.peer);
             return Verdict::Close;
         }
-        self.arm_housekeeping(cx, deadline);
+        self.housekeeping_at = None;
+        if let Some(deadline) = self.next_timeout(settings) {
+            self.arm_housekeeping(cx, deadline);
+        }
         Verdict::Keep
     }
 
@@ -322,16 +349,21 @@ impl Connection {
         }
         if written > 0 {
             self.last_activity = cx.shared.now;
+            // The peer took something: a stall, if any, starts again from now.
+            if self.output_stalled_since.is_some() {
+                self.output_stalled_since = Some(cx.shared.now);
+            }
         }
         Ok(written > 0)
     }
 
-    /// Asks for `WRITABLE` exactly while output is pending.
+    /// Asks for `WRITABLE` exactly while output is pending, and times how long it waits.
     fn update_interest(&mut self, cx: &mut Context) -> io::Result<()> {
         let want_writable = !self.out.is_empty();
         if want_writable == self.writable_registered {
             return Ok(());
         }
+        self.watch_stall(want_writable, cx);
         let interest = if want_writable {
             Interest::READABLE | Interest::WRITABLE
         } else {
@@ -342,6 +374,28 @@ impl Connection {
         trace_event!(cx.tracing(), "{}: reregistered {interest:?}", cx.label());
         self.writable_registered = want_writable;
         Ok(())
+    }
+}
+
+impl Connection {
+    /// Output started or stopped waiting for the peer: start or stop the send timeout's
+    /// clock, and make sure a housekeeping timer comes no later than its deadline.
+    fn watch_stall(&mut self, waiting: bool, cx: &mut Context) {
+        if !waiting {
+            self.output_stalled_since = None;
+            return;
+        }
+        let now = cx.shared.now;
+        self.output_stalled_since = Some(now);
+        if self.phase == Phase::Lingering {
+            return; // the linger timer closes it soon anyway
+        }
+        if let Some(limit) = cx.shared.settings.send_timeout {
+            let deadline = now + limit;
+            if self.housekeeping_at.is_none_or(|at| deadline < at) {
+                self.arm_housekeeping(cx, deadline);
+            }
+        }
     }
 }
 
@@ -389,6 +443,7 @@ impl Handler for Connection {
 
     fn on_close(&mut self, cx: &mut Context) {
         cx.shared.connections -= 1;
+        cx.shared.by_source.release(self.peer.ip());
         debug!(
             "{} tcp {}: closed ({})",
             self.kind.name(),

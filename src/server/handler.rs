@@ -18,6 +18,7 @@ use mio::net::TcpStream;
 use mio::{Registry, Token};
 
 use super::config::Settings;
+use super::per_source::ConnectionsBySource;
 use super::rate_limit::RateLimiter;
 use super::readiness::{Readiness, Verdict};
 use super::timer::{Tag, TimerHeap};
@@ -73,32 +74,48 @@ pub struct Shared {
     pub settings: Settings,
     pub clock: WallClock,
     pub timers: TimerHeap,
-    /// One UDP budget per source IP, shared by every UDP service.
-    pub udp_sources: RateLimiter,
+    /// Datagrams served per source, every UDP service together.
+    pub udp_in: RateLimiter,
+    /// Datagrams sent per destination, every UDP service together (no reflection).
+    pub udp_out: RateLimiter,
     pub accept: AcceptGate,
     /// Filled by listeners, emptied by the reactor after each handler call.
     pub accepted: Vec<Accepted>,
     /// Open TCP connections, for `--max-conns`.
     pub connections: usize,
+    /// Open TCP connections by source, for `--max-conns-per-ip`: counted when a listener
+    /// accepts, released when the connection closes.
+    pub by_source: ConnectionsBySource,
 }
 
 impl Shared {
     pub fn new(settings: Settings) -> Self {
         Shared {
             now: Instant::now(),
-            udp_sources: RateLimiter::new(settings.udp_rate_per_ip),
+            udp_in: RateLimiter::new(settings.udp_rate_per_ip),
+            udp_out: RateLimiter::new(settings.udp_rate_per_ip),
             settings,
             clock: WallClock::default(),
             timers: TimerHeap::default(),
             accept: AcceptGate::default(),
             accepted: Vec::new(),
             connections: 0,
+            by_source: ConnectionsBySource::default(),
         }
     }
 
     /// Calls a service's entry point with the contract's `Env`, filing the timers it sets
     /// under `token` in the service's tag space.
     pub fn with_env<R>(&mut self, token: Token, call: impl FnOnce(&mut Env) -> R) -> R {
+        self.with_env_and_budget(token, |env, _| call(env))
+    }
+
+    /// [`Shared::with_env`] for a UDP service, whose outbox also needs the outgoing budget.
+    pub fn with_env_and_budget<R>(
+        &mut self,
+        token: Token,
+        call: impl FnOnce(&mut Env, &mut RateLimiter) -> R,
+    ) -> R {
         let mut timers = OwnerTimers {
             heap: &mut self.timers,
             token,
@@ -109,7 +126,7 @@ impl Shared {
             &mut self.clock,
             &mut timers,
         );
-        call(&mut env)
+        call(&mut env, &mut self.udp_out)
     }
 }
 

@@ -81,8 +81,9 @@ pub fn bind_pair(
     ip: IpAddr,
     kind: ServiceKind,
     port: u16,
-    reuse_port: bool,
+    options: &ListenOptions,
 ) -> Result<(TcpListener, UdpSocket), BindError> {
+    let reuse_port = options.reuse_port;
     let error = |proto: &str, port: u16, source| BindError {
         what: format!("{} {proto} {}", kind.name(), SocketAddr::new(ip, port)),
         source,
@@ -90,8 +91,8 @@ pub fn bind_pair(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let listener = tcp_listener(SocketAddr::new(ip, port), reuse_port)
-            .map_err(|e| error("tcp", port, e))?;
+        let listener =
+            tcp_listener(SocketAddr::new(ip, port), options).map_err(|e| error("tcp", port, e))?;
         let chosen = listener
             .local_addr()
             .map_err(|e| error("tcp", port, e))?
@@ -108,11 +109,34 @@ pub fn bind_pair(
     }
 }
 
+/// How listeners are made.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListenOptions {
+    /// `SO_REUSEPORT`, so other loops (`--threads`) can bind the same port.
+    pub reuse_port: bool,
+    /// `SO_SNDBUF` for every accepted connection (`--sndbuf`); `None` = autotuning.
+    pub send_buffer: Option<usize>,
+    /// `SO_RCVBUF` for every accepted connection (`--rcvbuf`); `None` = autotuning.
+    pub receive_buffer: Option<usize>,
+}
+
 /// A non-blocking listener with a backlog of [`LISTEN_BACKLOG`] (mio's own `bind` uses 128).
-fn tcp_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
-    let socket = new_socket(addr, Type::STREAM, Protocol::TCP, reuse_port)?;
+///
+/// The buffer sizes are set on the listener because Linux copies them, and the "size was set,
+/// do not autotune" mark, into every socket `accept` returns — and because the receive buffer
+/// must be known before the handshake, which advertises the window scale derived from it.
+/// Without them the kernel grows each connection's buffers up to `tcp_rmem`/`tcp_wmem` max
+/// (MiBs), and a peer that writes and never reads pins all of it.
+fn tcp_listener(addr: SocketAddr, options: &ListenOptions) -> io::Result<TcpListener> {
+    let socket = new_socket(addr, Type::STREAM, Protocol::TCP, options.reuse_port)?;
     // Rebinding right after a restart must not wait for old connections' TIME_WAIT.
     socket.set_reuse_address(true)?;
+    if let Some(bytes) = options.send_buffer {
+        socket.set_send_buffer_size(bytes)?;
+    }
+    if let Some(bytes) = options.receive_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(TcpListener::from_std(socket.into()))

@@ -58,11 +58,29 @@ impl Handler for Listener {
             match self.socket.accept() {
                 Ok((stream, peer)) => {
                     cx.shared.accept.exhaustion_logged = false;
-                    cx.shared.accepted.push(Accepted {
-                        stream,
-                        peer,
-                        kind: self.kind,
-                    });
+                    let limit = cx.shared.settings.max_conns_per_ip;
+                    match cx.shared.by_source.admit(peer.ip(), limit) {
+                        Ok(()) => cx.shared.accepted.push(Accepted {
+                            stream,
+                            peer,
+                            kind: self.kind,
+                        }),
+                        // Over its source's share: closed at once (the drop), so the client
+                        // sees a clean end instead of waiting in the backlog.
+                        Err(refusal) => {
+                            if refusal.first {
+                                warn!(
+                                    "{name} tcp: {} holds {limit} connections (--max-conns-per-ip); closing its new ones",
+                                    refusal.source
+                                );
+                            }
+                            trace_event!(
+                                cx.tracing(),
+                                "{}: refused {peer}: over its source's limit",
+                                cx.label()
+                            );
+                        }
+                    }
                 }
                 // The backlog is empty: the next connection raises a new edge.
                 Err(e) if would_block(&e) => {

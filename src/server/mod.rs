@@ -6,6 +6,7 @@ pub mod connection;
 pub mod handler;
 pub mod listen;
 pub mod listener;
+pub mod per_source;
 pub mod rate_limit;
 pub mod reactor;
 pub mod readiness;

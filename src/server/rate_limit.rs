@@ -1,29 +1,42 @@
-//! A per-source rate limit for UDP, so this server cannot be used as a reflector.
+//! Per-source rate limits for UDP, both ways, so this server can be neither flooded through one
+//! socket nor used as a reflector.
 //!
 //! UDP source addresses are trivially forged: a datagram "from" a victim makes a UDP server
-//! send its reply to the victim. Each admitted datagram here triggers at most one immediate
-//! reply (echo, daytime, RFC 868) or starts one capped time-stream session, so bounding the
-//! datagrams served per source IP bounds the replies each source can trigger, across every UDP
-//! service of the reactor.
+//! send its reply to the victim. Two budgets per [`Source`] (an IPv4 address or an IPv6 /64)
+//! bound that, across every UDP service of the loop:
 //!
-//! The limiter is a token bucket per source (burst = one second's worth), kept in a fixed table
-//! indexed by a keyed hash of the IP: constant memory however many addresses an attacker forges.
-//! Two sources that share a slot share a budget — that only ever makes the limit stricter.
+//! - **in**: datagrams served from a source per second. Each admitted datagram triggers at most
+//!   one immediate reply (echo, daytime, RFC 868) or starts one capped time-stream session;
+//! - **out**: datagrams sent to a destination per second, ticks included — however many
+//!   sessions were opened in a victim's name and whatever the tick interval, the victim gets
+//!   no more than this from us.
+//!
+//! Each budget is a token bucket (burst = one second's worth) in an exact table: one source can
+//! never spend another's budget, as it could with hashed, shared buckets. The table is bounded
+//! ([`TABLE_LIMIT`] sources): a source whose bucket has refilled is forgotten (it is exactly as
+//! if it had never been seen), and when the table is full of sources that are all still
+//! spending, a new source is refused until room comes back — an attacker who keeps that many
+//! sources busy every second can make newcomers wait, never make us send more.
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Slots in the table (a few dozen KiB).
-const SLOTS: usize = 4096;
+use crate::source::Source;
 
-#[derive(Clone, Copy, Default)]
+/// Sources tracked at once per budget (a few MiB at most, and only under such a flood).
+pub const TABLE_LIMIT: usize = 65_536;
+/// After a sweep of a full table freed nothing, how long before the next one (a sweep walks the
+/// whole table; doing it for every datagram of a flood would cost more than the flood).
+const SWEEP_PAUSE: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Copy)]
 struct Bucket {
-    /// Datagrams this slot may still serve; refills at `rate` per second up to `rate`.
+    /// Datagrams this source may still send or receive; refills at `rate` per second up to
+    /// `rate`.
     tokens: f64,
-    /// When `tokens` was last brought up to date; `None` = never used (full).
-    updated: Option<Instant>,
+    /// When `tokens` was last brought up to date.
+    updated: Instant,
     /// Whether running dry was logged in this episode (log once, not per datagram).
     logged: bool,
 }
@@ -32,50 +45,54 @@ struct Bucket {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Admission {
     Allowed,
-    /// Over budget; `first` is true the first time in an episode (the moment to log it).
+    /// Over budget (or no room to track a new source); `first` is true the first time in an
+    /// episode, the moment to log it.
     Refused {
         first: bool,
     },
 }
 
-/// Datagrams served per source IP per second, all UDP services together.
+/// Datagrams per source per second, in one direction, all UDP services together.
 pub struct RateLimiter {
     /// 0 = no limit.
     rate: u32,
-    buckets: Box<[Bucket]>,
-    /// Keyed per process, so nobody can aim forged addresses at one slot.
-    hasher: RandomState,
+    buckets: HashMap<Source, Bucket>,
+    /// No sweep of a full table before this instant.
+    next_sweep: Option<Instant>,
+    /// Whether refusing new sources for a full table was reported in this episode.
+    full_logged: bool,
 }
 
 impl RateLimiter {
     pub fn new(rate_per_second: u32) -> Self {
-        let buckets = if rate_per_second == 0 {
-            Box::default()
-        } else {
-            vec![Bucket::default(); SLOTS].into_boxed_slice()
-        };
         RateLimiter {
             rate: rate_per_second,
-            buckets,
-            hasher: RandomState::new(),
+            buckets: HashMap::new(),
+            next_sweep: None,
+            full_logged: false,
         }
     }
 
-    /// Takes one datagram's worth of budget from `source`, if it has any left.
-    pub fn check(&mut self, source: IpAddr, now: Instant) -> Admission {
+    /// Takes one datagram's worth of budget from `ip`'s source, if it has any left.
+    pub fn check(&mut self, ip: IpAddr, now: Instant) -> Admission {
         if self.rate == 0 {
             return Admission::Allowed;
         }
         let rate = f64::from(self.rate);
-        let slot = self.hasher.hash_one(source) as usize % SLOTS;
-        let Some(bucket) = self.buckets.get_mut(slot) else {
-            return Admission::Allowed;
-        };
-        bucket.tokens = match bucket.updated {
-            None => rate,
-            Some(then) => (bucket.tokens + (now - then).as_secs_f64() * rate).min(rate),
-        };
-        bucket.updated = Some(now);
+        let source = Source::of(ip);
+        if !self.buckets.contains_key(&source) && !self.make_room(now) {
+            let first = !self.full_logged;
+            self.full_logged = true;
+            return Admission::Refused { first };
+        }
+        let bucket = self.buckets.entry(source).or_insert(Bucket {
+            tokens: rate,
+            updated: now,
+            logged: false,
+        });
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
+        bucket.updated = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             bucket.logged = false;
@@ -86,12 +103,37 @@ impl RateLimiter {
             Admission::Refused { first }
         }
     }
+
+    /// Whether a new source can be tracked: below the limit, or after forgetting the sources
+    /// whose buckets are full again (they are as good as unseen).
+    fn make_room(&mut self, now: Instant) -> bool {
+        if self.buckets.len() < TABLE_LIMIT {
+            return true;
+        }
+        if self.next_sweep.is_some_and(|at| now < at) {
+            return false;
+        }
+        let refill = Duration::from_secs(1);
+        self.buckets
+            .retain(|_, bucket| now.saturating_duration_since(bucket.updated) < refill);
+        let room = self.buckets.len() < TABLE_LIMIT;
+        self.next_sweep = (!room).then(|| now + SWEEP_PAUSE);
+        if room {
+            self.full_logged = false;
+        }
+        room
+    }
+
+    /// Sources tracked right now.
+    pub fn tracked(&self) -> usize {
+        self.buckets.len()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn a_source_gets_its_rate_per_second_and_no_more() {
@@ -116,20 +158,70 @@ mod tests {
     }
 
     #[test]
-    fn sources_have_separate_budgets_and_zero_means_unlimited() {
-        let mut limiter = RateLimiter::new(1);
+    fn a_flooding_source_never_spends_another_sources_budget() {
+        let mut limiter = RateLimiter::new(5);
         let now = Instant::now();
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "2001:db8::1".parse().unwrap();
-        assert_eq!(limiter.check(a, now), Admission::Allowed);
-        assert_eq!(limiter.check(a, now), Admission::Refused { first: true });
-        // b may collide with a in the table (1 in 4096); that would only make it stricter.
-        let b_allowed = limiter.check(b, now) == Admission::Allowed;
-        let same_slot = limiter.hasher.hash_one(a) as usize % SLOTS
-            == limiter.hasher.hash_one(b) as usize % SLOTS;
-        assert_eq!(b_allowed, !same_slot);
+        let flooder: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..10_000 {
+            limiter.check(flooder, now);
+        }
+        // Every other source, whatever its address, still has its whole budget.
+        for n in 0..1000u32 {
+            let innocent = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n));
+            let allowed = (0..5)
+                .filter(|_| limiter.check(innocent, now) == Admission::Allowed)
+                .count();
+            assert_eq!(allowed, 5, "{innocent} lost budget to the flooder");
+        }
+    }
 
+    #[test]
+    fn ipv6_addresses_of_one_64_share_a_budget() {
+        let mut limiter = RateLimiter::new(3);
+        let now = Instant::now();
+        let allowed = (0..100u32)
+            .filter(|n| {
+                let ip: IpAddr = format!("2001:db8:0:1::{n:x}").parse().unwrap();
+                limiter.check(ip, now) == Admission::Allowed
+            })
+            .count();
+        assert_eq!(allowed, 3, "a new address in the same /64 is no new budget");
+        let other: IpAddr = "2001:db8:0:2::1".parse().unwrap();
+        assert_eq!(limiter.check(other, now), Admission::Allowed);
+    }
+
+    #[test]
+    fn the_table_is_bounded_refills_are_forgotten_and_a_full_table_refuses_newcomers() {
+        let mut limiter = RateLimiter::new(2);
+        let start = Instant::now();
+        let ip = |n: usize| IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + n as u32));
+        for n in 0..TABLE_LIMIT {
+            assert_eq!(limiter.check(ip(n), start), Admission::Allowed);
+        }
+        assert_eq!(limiter.tracked(), TABLE_LIMIT);
+        // Every source is still spending: a newcomer waits (reported once), nothing grows.
+        let newcomer = ip(TABLE_LIMIT);
+        assert_eq!(
+            limiter.check(newcomer, start),
+            Admission::Refused { first: true }
+        );
+        assert_eq!(
+            limiter.check(newcomer, start + Duration::from_millis(10)),
+            Admission::Refused { first: false }
+        );
+        assert_eq!(limiter.tracked(), TABLE_LIMIT);
+        // A second later every bucket has refilled: they are forgotten, the newcomer is served.
+        let later = start + Duration::from_secs(1);
+        assert_eq!(limiter.check(newcomer, later), Admission::Allowed);
+        assert_eq!(limiter.tracked(), 1);
+    }
+
+    #[test]
+    fn zero_means_unlimited() {
         let mut unlimited = RateLimiter::new(0);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let now = Instant::now();
         assert!((0..10_000).all(|_| unlimited.check(a, now) == Admission::Allowed));
+        assert_eq!(unlimited.tracked(), 0);
     }
 }

@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use mio::{Events, Interest, Poll, Registry, Token};
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
 use super::config::Settings;
 use super::connection::Connection;
 use super::handler::{Accepted, Context, Handler, Shared};
-use super::listen::{BindError, BoundSocket, Proto, bind_pair};
+use super::listen::{BindError, BoundSocket, ListenOptions, Proto, bind_pair};
 use super::listener::{Listener, may_accept};
 use super::readiness::{Readiness, Verdict};
 use super::timer::Timer;
@@ -109,7 +109,13 @@ impl Reactor {
         port: u16,
         reuse_port: bool,
     ) -> Result<(), BindError> {
-        let (listener, udp) = bind_pair(ip, kind, port, reuse_port)?;
+        let settings = &self.shared.settings;
+        let options = ListenOptions {
+            reuse_port,
+            send_buffer: settings.send_buffer,
+            receive_buffer: settings.receive_buffer,
+        };
+        let (listener, udp) = bind_pair(ip, kind, port, &options)?;
         // The addresses the sockets really got (the port the OS chose, for port 0).
         let addr_error = |source| BindError {
             what: format!("{} {ip}", kind.name()),
@@ -165,10 +171,13 @@ impl Reactor {
         self.shared.connections
     }
 
-    /// Makes SIGINT, SIGTERM (graceful shutdown) and SIGUSR1 (log a status line) events of this
-    /// loop: signal-hook's handler writes to a self-pipe registered under [`SIGNALS`].
+    /// Makes SIGINT, SIGTERM, SIGHUP (graceful shutdown) and SIGUSR1 (log a status line) events
+    /// of this loop: signal-hook's handler writes to a self-pipe registered under [`SIGNALS`].
+    /// SIGHUP arrives when the terminal or ssh session that started the server goes away; its
+    /// default action would kill the process without a goodbye, so it stops gracefully like
+    /// SIGTERM (there is no configuration file to reload).
     pub fn watch_signals(&mut self) -> io::Result<()> {
-        let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -300,12 +309,13 @@ impl Reactor {
             });
             let token = match filed {
                 Ok(Some(key)) => Token(key),
-                Ok(None) => {
-                    warn!("{} tcp {peer}: no token left", kind.name());
-                    continue;
-                }
-                Err(e) => {
-                    warn!("{} tcp {peer}: register: {e}", kind.name());
+                Ok(None) | Err(_) => {
+                    if let Err(e) = filed {
+                        warn!("{} tcp {peer}: register: {e}", kind.name());
+                    } else {
+                        warn!("{} tcp {peer}: no token left", kind.name());
+                    }
+                    self.shared.by_source.release(peer.ip());
                     continue;
                 }
             };

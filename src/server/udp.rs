@@ -12,19 +12,21 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use log::{debug, warn};
-use mio::Interest;
 use mio::net::UdpSocket;
+use mio::{Interest, Token};
 
-use super::handler::{Context, Handler};
-use super::rate_limit::Admission;
+use super::handler::{Context, Handler, Shared};
+use super::rate_limit::{Admission, RateLimiter};
 use super::readiness::{Readiness, Verdict};
 use super::timer::Tag;
 use crate::nonblocking::{interrupted, would_block};
 use crate::services::ServiceKind;
-use crate::services::contract::{Outbox, UdpService};
+use crate::services::contract::{Env, Outbox, UdpService};
 use crate::slots::KeyLabel;
+use crate::source::Source;
 
 /// Datagrams read per readable event before the port yields to the other sockets.
 pub const RECV_BUDGET: usize = 256;
@@ -79,13 +81,33 @@ impl Trace {
 /// The contract's [`Outbox`] on a real socket: send now, or queue, or drop.
 struct SocketOutbox<'a> {
     socket: &'a UdpSocket,
+    kind: ServiceKind,
     queue: &'a mut SendQueue,
+    /// What each destination may still receive this second, every UDP service together.
+    budget: &'a mut RateLimiter,
+    now: Instant,
     trace: Trace,
 }
 
 impl Outbox for SocketOutbox<'_> {
-    /// Sends one datagram to `peer` now, or queues it, or drops it if the queue is full.
+    /// Sends one datagram to `peer` now, or queues it; drops it if `peer` has had its share of
+    /// datagrams this second or the queue is full.
     fn send_to(&mut self, payload: &[u8], peer: SocketAddr) {
+        if let Admission::Refused { first } = self.budget.check(peer.ip(), self.now) {
+            if first {
+                warn!(
+                    "{} udp: {} was sent its share of datagrams this second; dropping more (--udp-rate-per-ip)",
+                    self.kind.name(),
+                    Source::of(peer.ip())
+                );
+            }
+            trace_event!(
+                self.trace.on,
+                "{}: not sent to {peer}: over its budget",
+                self.trace.label
+            );
+            return;
+        }
         if self.queue.is_empty() && send_now(self.socket, payload, peer, self.trace) == Sent::Done {
             return;
         }
@@ -170,15 +192,12 @@ impl UdpPort {
                         continue;
                     }
                     let datagram = cx.scratch.get(..n).unwrap_or_default();
-                    let mut out = SocketOutbox {
-                        socket: &self.socket,
-                        queue: &mut self.queue,
-                        trace: Trace { on: trace, label },
-                    };
-                    let service = self.service.as_mut();
-                    cx.shared.with_env(cx.token, |env| {
-                        service.on_datagram(datagram, peer, env, &mut out)
-                    });
+                    self.serve_with(
+                        cx.shared,
+                        cx.token,
+                        Trace { on: trace, label },
+                        |service, env, out| service.on_datagram(datagram, peer, env, out),
+                    );
                 }
                 // Drained: the next datagram will raise a new readable edge.
                 Err(e) if would_block(&e) => {
@@ -193,16 +212,16 @@ impl UdpPort {
         Verdict::Yield
     }
 
-    /// Whether `peer`'s source IP still has budget this second (see `rate_limit.rs`).
+    /// Whether `peer`'s source still has budget this second (see `rate_limit.rs`).
     fn admit(&self, peer: SocketAddr, cx: &mut Context) -> bool {
-        match cx.shared.udp_sources.check(peer.ip(), cx.shared.now) {
+        match cx.shared.udp_in.check(peer.ip(), cx.shared.now) {
             Admission::Allowed => true,
             Admission::Refused { first } => {
                 if first {
                     warn!(
                         "{} udp: {} sends more than {} datagrams/s; dropping the excess",
                         self.kind.name(),
-                        peer.ip(),
+                        Source::of(peer.ip()),
                         cx.shared.settings.udp_rate_per_ip
                     );
                 }
@@ -215,16 +234,33 @@ impl UdpPort {
     fn serve(
         &mut self,
         cx: &mut Context,
-        call: impl FnOnce(&mut dyn UdpService, &mut crate::services::contract::Env, &mut dyn Outbox),
+        call: impl FnOnce(&mut dyn UdpService, &mut Env, &mut dyn Outbox),
     ) {
-        let mut out = SocketOutbox {
-            socket: &self.socket,
-            queue: &mut self.queue,
-            trace: Trace::of(cx),
-        };
+        let trace = Trace::of(cx);
+        self.serve_with(cx.shared, cx.token, trace, call);
+    }
+
+    fn serve_with(
+        &mut self,
+        shared: &mut Shared,
+        token: Token,
+        trace: Trace,
+        call: impl FnOnce(&mut dyn UdpService, &mut Env, &mut dyn Outbox),
+    ) {
+        let now = shared.now;
+        let (socket, kind, queue) = (&self.socket, self.kind, &mut self.queue);
         let service = self.service.as_mut();
-        cx.shared
-            .with_env(cx.token, |env| call(service, env, &mut out));
+        shared.with_env_and_budget(token, |env, budget| {
+            let mut out = SocketOutbox {
+                socket,
+                kind,
+                queue,
+                budget,
+                now,
+                trace,
+            };
+            call(service, env, &mut out)
+        });
     }
 
     /// Asks for `WRITABLE` exactly while replies are queued.

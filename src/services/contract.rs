@@ -54,6 +54,8 @@ pub struct ServiceSettings {
     pub ticks: u32,
     /// Time between two ticks of one session.
     pub interval: Duration,
+    /// How long a time-stream client has, from accept, to finish its greeting line.
+    pub greeting_timeout: Duration,
     /// Live UDP time-stream sessions in total.
     pub max_udp_sessions: usize,
     /// Live UDP time-stream sessions per source IP.
@@ -65,6 +67,7 @@ impl Default for ServiceSettings {
         ServiceSettings {
             ticks: 60,
             interval: Duration::from_millis(1000),
+            greeting_timeout: Duration::from_millis(5000),
             max_udp_sessions: 10_000,
             max_udp_sessions_per_ip: 100,
         }

@@ -13,6 +13,7 @@ pub mod echo;
 pub mod line;
 pub mod output;
 pub mod rfc868;
+pub mod sessions;
 pub mod time_stream;
 
 use std::net::SocketAddr;

@@ -10,20 +10,19 @@
 //! TCP: the greeting is one line (at most [`GREETING_MAX`] bytes, checked by the shared
 //! [`LineReader`]); ticks end in `\n`; input after the greeting is discarded. UDP: a datagram
 //! from a new peer is its greeting; each tick is one datagram holding only the time; sessions
-//! are capped in total and per source IP, since a forged source address costs an attacker one
-//! datagram and us a whole session.
+//! are capped in total and per source, and a full table still admits new networks
+//! (`sessions.rs`), since a forged source address costs an attacker one datagram and us a whole
+//! session. What a session sends is budgeted per destination by the plumbing, so no victim gets
+//! more than `--udp-rate-per-ip` datagrams a second however many sessions name it.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use log::{debug, info, warn};
 
-use super::contract::{
-    Env, Next, Outbox, Output, ServiceSettings, TcpService, TimerTag, UdpService,
-};
+use super::contract::{Env, Next, Outbox, Output, TcpService, TimerTag, UdpService};
 use super::line::LineReader;
-use crate::slots::Slots;
+use super::sessions::{Admission, Caps, Refusal, Sessions};
 
 /// Longest greeting line accepted, in bytes (not counting `\r\n`).
 pub const GREETING_MAX: usize = 1024;
@@ -31,8 +30,11 @@ pub const GREETING_MAX: usize = 1024;
 pub const AU_REVOIR: &str = "Au Revoir";
 /// Sent to a TCP client whose greeting exceeds [`GREETING_MAX`], before closing.
 pub const LINE_TOO_LONG: &str = "error: line too long\n";
-/// The TCP session's one timer: the next tick is due.
+/// Sent to a TCP client that has not finished its greeting within `--greeting-timeout-ms`.
+pub const GREETING_TIMEOUT: &str = "error: greeting timeout\n";
+/// A TCP session's timers: the next tick is due; the greeting is overdue.
 const NEXT_TICK: TimerTag = TimerTag(0);
+const GREETING_DEADLINE: TimerTag = TimerTag(1);
 
 /// Where a session is in its schedule; the same for TCP and UDP.
 struct Schedule {
@@ -127,7 +129,12 @@ impl TcpTimeStream {
 }
 
 impl TcpService for TcpTimeStream {
-    fn on_open(&mut self, _env: &mut Env, _out: &mut Output) -> Next {
+    /// Starts the greeting's clock. Activity is not progress: a client dripping one byte at a
+    /// time would otherwise hold its connection as long as it likes (slowloris), so the
+    /// deadline counts from the accept, not from the last byte.
+    fn on_open(&mut self, env: &mut Env, _out: &mut Output) -> Next {
+        let deadline = env.now + env.settings.greeting_timeout;
+        env.set_timer(deadline, GREETING_DEADLINE);
         Next::Continue
     }
 
@@ -160,8 +167,23 @@ impl TcpService for TcpTimeStream {
         }
     }
 
-    fn on_timer(&mut self, _tag: TimerTag, env: &mut Env, out: &mut Output) -> Next {
-        self.step(env, out)
+    fn on_timer(&mut self, tag: TimerTag, env: &mut Env, out: &mut Output) -> Next {
+        match (tag, &self.state) {
+            (GREETING_DEADLINE, TcpState::AwaitingGreeting(_)) => {
+                info!("time tcp {}: no greeting in time, closing", self.peer);
+                self.state = TcpState::Finished;
+                let _ = out.push(GREETING_TIMEOUT.as_bytes());
+                Next::Close
+            }
+            (NEXT_TICK, _) => self.step(env, out),
+            _ => Next::Continue,
+        }
+    }
+
+    /// The greeting deadline matters only while the greeting is awaited, so once the client
+    /// has greeted it never wakes the loop.
+    fn timer_is_live(&self, tag: TimerTag) -> bool {
+        tag != GREETING_DEADLINE || matches!(self.state, TcpState::AwaitingGreeting(_))
     }
 
     fn on_shutdown(&mut self, _env: &mut Env, out: &mut Output) -> Next {
@@ -173,20 +195,13 @@ impl TcpService for TcpTimeStream {
     }
 }
 
-/// The time stream's UDP socket: one session per peer address.
+/// The time stream's UDP socket: one session per peer address, in a table that no source or
+/// network can monopolise (see `sessions.rs`).
 #[derive(Default)]
 pub struct UdpTimeStream {
-    /// Keyed with generations, so the timer of an ended session finds nothing.
-    sessions: Slots<UdpSession>,
-    by_peer: HashMap<SocketAddr, usize>,
-    per_ip: HashMap<IpAddr, usize>,
-    /// Whether the cap was hit since the last time it was logged (log once per episode).
-    cap_logged: bool,
-}
-
-struct UdpSession {
-    peer: SocketAddr,
-    schedule: Schedule,
+    sessions: Sessions<Schedule>,
+    /// Whether a refusal was logged since the last admission (log once per episode).
+    refusal_logged: bool,
 }
 
 /// A UDP session's timer is named by the session's generation-tagged key, so the timer of an
@@ -200,48 +215,22 @@ fn session_of(tag: TimerTag) -> usize {
 }
 
 impl UdpTimeStream {
-    fn admits(&mut self, peer: SocketAddr, settings: &ServiceSettings) -> bool {
-        let of_ip = self.per_ip.get(&peer.ip()).copied().unwrap_or(0);
-        let admitted = self.sessions.len() < settings.max_udp_sessions
-            && of_ip < settings.max_udp_sessions_per_ip;
-        if !admitted && !self.cap_logged {
-            warn!(
-                "time udp: session cap reached ({} live, {of_ip} from {}); ignoring new peers",
-                self.sessions.len(),
-                peer.ip()
-            );
-        }
-        self.cap_logged = !admitted;
-        admitted
-    }
-
     /// Runs one step of session `key`; ends the session when its schedule is over.
     fn step(&mut self, key: usize, env: &mut Env, out: &mut dyn Outbox) {
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
         let peer = session.peer;
-        let next = session.schedule.step(env, |message| match message {
+        let next = session.state.step(env, |message| match message {
             Message::Tick(text) => out.send_to(text.as_bytes(), peer),
             Message::AuRevoir => out.send_to(AU_REVOIR.as_bytes(), peer),
         });
         match next {
             Some(deadline) => env.set_timer(deadline, session_timer(key)),
-            None => self.end(key),
-        }
-    }
-
-    fn end(&mut self, key: usize) {
-        if let Some(session) = self.sessions.remove(key) {
-            self.by_peer.remove(&session.peer);
-            let ip = session.peer.ip();
-            if let Some(count) = self.per_ip.get_mut(&ip) {
-                *count -= 1;
-                if *count == 0 {
-                    self.per_ip.remove(&ip);
-                }
+            None => {
+                self.sessions.remove(key);
+                debug!("time udp {peer}: session over");
             }
-            debug!("time udp {}: session over", session.peer);
         }
     }
 }
@@ -254,21 +243,36 @@ impl UdpService for UdpTimeStream {
         env: &mut Env,
         out: &mut dyn Outbox,
     ) {
-        if self.by_peer.contains_key(&peer) {
+        if self.sessions.has_peer(peer) {
             return; // a live session ignores further datagrams from its peer
         }
-        if !self.admits(peer, env.settings) {
-            return;
-        }
-        let session = UdpSession {
-            peer,
-            schedule: Schedule::new(env.now),
+        let caps = Caps {
+            total: env.settings.max_udp_sessions,
+            per_source: env.settings.max_udp_sessions_per_ip,
         };
-        let Some(key) = self.sessions.insert(session) else {
-            return;
+        let key = match self.sessions.admit(peer, Schedule::new(env.now), caps) {
+            Admission::Admitted { key, evicted } => {
+                if let Some(evicted) = evicted {
+                    debug!("time udp {evicted}: session ended early to make room for {peer}");
+                }
+                self.refusal_logged = false;
+                key
+            }
+            Admission::Refused(why) => {
+                if !self.refusal_logged {
+                    let why = match why {
+                        Refusal::SourceFull => "its source holds --max-udp-sessions-per-ip",
+                        Refusal::TableFull => "the table is full (--max-udp-sessions)",
+                    };
+                    warn!(
+                        "time udp {peer}: no session, {why}; {} live, ignoring such peers",
+                        self.sessions.len()
+                    );
+                    self.refusal_logged = true;
+                }
+                return;
+            }
         };
-        self.by_peer.insert(peer, key);
-        *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
         info!("time udp {peer}: greeting {}", printable(payload));
         self.step(key, env, out);
     }
@@ -283,10 +287,9 @@ impl UdpService for UdpTimeStream {
 
     fn on_shutdown(&mut self, _env: &mut Env, out: &mut dyn Outbox) {
         for key in self.sessions.keys() {
-            if let Some(session) = self.sessions.get(key) {
+            if let Some(session) = self.sessions.remove(key) {
                 out.send_to(AU_REVOIR.as_bytes(), session.peer);
             }
-            self.end(key);
         }
     }
 }
@@ -295,7 +298,7 @@ impl UdpService for UdpTimeStream {
 mod tests {
     use super::*;
     use crate::services::clock::{TICK_FORMAT, WallClock};
-    use crate::services::contract::OutBuf;
+    use crate::services::contract::{OutBuf, ServiceSettings};
     use std::time::Duration;
 
     /// Everything an entry point needs, with time in the test's hands.
@@ -413,6 +416,54 @@ mod tests {
         );
         assert_eq!(session.on_input_closed(&mut h.env(), &mut out), Next::Close);
         assert!(h.timers.is_empty(), "no session, no tick");
+    }
+
+    #[test]
+    fn a_greeting_dripped_byte_by_byte_is_cut_off_at_the_deadline_counted_from_the_accept() {
+        let mut h = Harness::new(ServiceSettings {
+            greeting_timeout: Duration::from_secs(5),
+            ..settings(3)
+        });
+        let start = h.now;
+        let mut queue = OutBuf::new(4096);
+        let mut session = TcpTimeStream::new(peer("127.0.0.1:9"));
+        let mut out = Output::new(&mut queue, None);
+        assert_eq!(session.on_open(&mut h.env(), &mut out), Next::Continue);
+        assert_eq!(
+            h.timers,
+            vec![(start + Duration::from_secs(5), GREETING_DEADLINE)]
+        );
+        // One byte a second: every byte is activity, none is progress.
+        for (second, byte) in b"Bonj".iter().enumerate() {
+            h.now = start + Duration::from_secs(second as u64);
+            let mut out = Output::new(&mut queue, None);
+            let next = session.on_input(&[*byte], &mut h.env(), &mut out);
+            assert_eq!(next, Next::Continue);
+        }
+        let (deadline, tag) = h.take_timer();
+        assert!(session.timer_is_live(tag));
+        h.now = deadline;
+        let mut out = Output::new(&mut queue, None);
+        assert_eq!(session.on_timer(tag, &mut h.env(), &mut out), Next::Close);
+        assert_eq!(queue.pending(), GREETING_TIMEOUT.as_bytes());
+    }
+
+    #[test]
+    fn after_the_greeting_its_deadline_is_stale_and_does_nothing() {
+        let mut h = Harness::new(settings(3));
+        let mut queue = OutBuf::new(4096);
+        let mut session = TcpTimeStream::new(peer("127.0.0.1:9"));
+        let mut out = Output::new(&mut queue, None);
+        session.on_open(&mut h.env(), &mut out);
+        session.on_input(b"hi\n", &mut h.env(), &mut out);
+        assert!(!session.timer_is_live(GREETING_DEADLINE));
+        assert!(session.timer_is_live(NEXT_TICK));
+        let mut out = Output::new(&mut queue, None);
+        assert_eq!(
+            session.on_timer(GREETING_DEADLINE, &mut h.env(), &mut out),
+            Next::Continue
+        );
+        assert!(!String::from_utf8_lossy(queue.pending()).contains("error"));
     }
 
     type Sent = Vec<(SocketAddr, Vec<u8>)>;
