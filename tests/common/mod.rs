@@ -154,7 +154,14 @@ impl Reactor {
     pub fn log_when(&self, what: &str, mut done: impl FnMut(&str) -> bool) -> String {
         poll_for(IO_TIMEOUT, || {
             let log = self.log();
-            done(&log).then_some(log)
+            if done(&log) {
+                return Some(log);
+            }
+            assert!(
+                !self.exited(),
+                "the reactor exited before: {what}; log:\n{log}"
+            );
+            None
         })
         .unwrap_or_else(|| {
             panic!(
@@ -172,6 +179,14 @@ impl Reactor {
     /// Everything the reactor logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process has ended (a zombie not yet reaped counts as ended).
+    pub fn exited(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .ok()
+            .and_then(|stat| Some(stat.get(stat.rfind(')')? + 2..)?.starts_with('Z')))
+            .unwrap_or(true)
     }
 
     /// A numeric field of `/proc/<pid>/status` (e.g. `VmRSS` in kB, `Threads`).
