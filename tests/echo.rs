@@ -3,11 +3,11 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Reactor, random_bytes, read_to_end, tcp, udp};
+use common::{Reactor, fill_until_stalled, random_bytes, read_to_end, tcp, udp};
 
 #[test]
 fn tcp_echo_returns_ten_mebibytes_of_random_bytes_exactly() {
@@ -78,35 +78,13 @@ fn udp_echo_never_answers_a_privileged_source_port() {
     assert_eq!(ordinary.recv(&mut buf).unwrap(), 5);
 }
 
-/// Writes without reading until the server stops taking bytes; returns how many it took.
-fn fill_until_stalled(stream: &mut std::net::TcpStream) -> usize {
-    stream.set_nonblocking(true).unwrap();
-    let chunk = vec![0xA5u8; 64 * 1024];
-    let mut accepted = 0;
-    let mut last_progress = Instant::now();
-    while last_progress.elapsed() < Duration::from_millis(500) {
-        match stream.write(&chunk) {
-            Ok(n) => {
-                accepted += n;
-                last_progress = Instant::now();
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => panic!("write: {e}"),
-        }
-        assert!(accepted < 256 << 20, "the server never stopped reading");
-    }
-    stream.set_nonblocking(false).unwrap();
-    accepted
-}
-
 #[test]
 fn a_client_that_never_reads_is_paused_not_buffered() {
     let reactor = Reactor::start(&[]);
     let rss_before = reactor.rss_kib();
     let mut hog = tcp(reactor.addr("echo", "tcp"));
-    let accepted = fill_until_stalled(&mut hog);
+    let accepted = fill_until_stalled(&mut hog, 256 << 20);
+    assert!(accepted < 256 << 20, "the server never stopped reading");
     // Only the kernel's socket buffers (a few MiB on loopback) and the server's 64 KiB
     // output limit can hold bytes: the server stopped reading.
     assert!(

@@ -5,7 +5,10 @@ mod common;
 
 use std::io::{self, Write};
 
-use common::{Reactor, assert_tick, random_bytes, read_to_end, tcp, udp};
+use common::{
+    Reactor, assert_daytime_line, assert_rfc868_now, assert_tick, random_bytes, read_to_end, tcp,
+    udp,
+};
 use inetloop::services::line::{LineReader, LineTooLong};
 use inetloop::services::output::{Flushed, OutBuf};
 use proptest::prelude::*;
@@ -54,13 +57,17 @@ fn random_bytes_at_every_tcp_service_get_the_right_answer() {
         stream.shutdown(std::net::Shutdown::Write).unwrap();
         assert!(read_to_end(&mut stream) == input, "echo round {round}");
 
-        for service in ["daytime", "rfc868"] {
+        // Daytime and RFC 868 answer whatever arrives (or nothing) with the time, then close.
+        let reply_of = |service| {
             let mut stream = tcp(reactor.addr(service, "tcp"));
             let _ = stream.write_all(&input);
             let mut reply = Vec::new();
             let _ = io::Read::read_to_end(&mut stream, &mut reply);
             assert!(!reply.is_empty(), "{service} round {round} answered");
-        }
+            reply
+        };
+        assert_daytime_line(&reply_of("daytime"));
+        assert_rfc868_now(&reply_of("rfc868"));
     }
     assert!(!reactor.log().contains("panicked"));
 }
@@ -88,10 +95,13 @@ fn random_datagrams_at_every_udp_service_get_the_right_answer() {
         daytime.send(&datagram).unwrap();
         let n = daytime.recv(&mut buf).unwrap();
         assert!(buf[..n].ends_with(b"\r\n"), "daytime round {round}");
+        assert_daytime_line(&buf[..n]);
 
         let rfc868 = udp(reactor.addr("rfc868", "udp"));
         rfc868.send(&datagram).unwrap();
-        assert_eq!(rfc868.recv(&mut buf).unwrap(), 4, "rfc868 round {round}");
+        let n = rfc868.recv(&mut buf).unwrap();
+        assert_eq!(n, 4, "rfc868 round {round}");
+        assert_rfc868_now(&buf[..n]);
 
         let time = udp(reactor.addr("time", "udp"));
         time.send(&datagram).unwrap();

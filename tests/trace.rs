@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::{BufReader, Write};
-use std::time::Duration;
 
 use common::{Reactor, read_line, read_to_end, recv_text, tcp, udp};
 
@@ -53,11 +52,17 @@ fn trace_events_show_one_time_session_from_accept_to_close() {
     assert_eq!(read_line(&mut reader), "Au Revoir\n");
     assert_eq!(read_to_end(&mut reader), b"");
     drop(reader); // our FIN ends the server's lingering close
-    std::thread::sleep(Duration::from_millis(200));
 
-    let log = reactor.log();
     // The connection's token is announced when it is accepted: `#slot.generation`.
-    let accepted = label_where(&log, |rest| rest.starts_with("accepted time tcp"));
+    let accepted =
+        label_where(&reactor.log(), |rest| rest.starts_with("accepted time tcp")).to_string();
+    // The close is the last trace line of the session: once it is logged, all of them are.
+    let log = reactor.log_when("the session's close is traced", |log| {
+        lines_of(log, &accepted)
+            .iter()
+            .any(|line| line.contains("deregistered and closed"))
+    });
+    let accepted = accepted.as_str();
     assert!(accepted.starts_with('#'), "{accepted}");
     assert_in_order(
         &lines_of(&log, accepted),
@@ -89,9 +94,15 @@ fn trace_events_show_a_udp_exchange_and_are_silent_when_off() {
     let socket = udp(reactor.addr("echo", "udp"));
     socket.send(b"hi!").unwrap();
     assert_eq!(recv_text(&socket), "hi!");
-    std::thread::sleep(Duration::from_millis(100));
-    let log = reactor.log();
-    let label = label_where(&log, |rest| rest == "R---- echo udp");
+    // The socket's readiness was traced before the reply left; draining it to WouldBlock is
+    // traced after: wait for that line, the last of the exchange.
+    let label = label_where(&reactor.log(), |rest| rest == "R---- echo udp").to_string();
+    let log = reactor.log_when("the drained socket is traced", |log| {
+        lines_of(log, &label)
+            .iter()
+            .any(|line| line.contains("recv WouldBlock"))
+    });
+    let label = label.as_str();
     assert_in_order(
         &lines_of(&log, label),
         &[

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -121,16 +121,54 @@ impl Reactor {
 
     /// Waits up to `timeout` for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
+        poll_for(timeout, || self.child.try_wait().expect("try_wait"))
+    }
+
+    /// After a shutdown signal sent at `signalled`: the process exits with status 0, the loop's
+    /// own measure of its shutdown (the `stopped: shutdown took N ms` log line, from the signal
+    /// to the end of the loop) is at most 1000 ms, and the exit seen from here, which includes
+    /// this machine's scheduling, came within a generous 5 s.
+    pub fn assert_stops_within_a_second(&mut self, signalled: Instant) {
+        let status = self.wait_exit(IO_TIMEOUT).expect("the reactor exits");
+        let seen = signalled.elapsed();
+        assert!(status.success(), "exit status {status}");
+        let took = self.shutdown_took_ms();
+        assert!(took <= 1000, "the loop says its shutdown took {took} ms");
+        assert!(seen <= Duration::from_secs(5), "exit seen after {seen:?}");
+    }
+
+    /// N from the `stopped: shutdown took N ms` line the reactor logs (at info level) when its
+    /// loop ends after a shutdown signal. Call after the process exited.
+    pub fn shutdown_took_ms(&self) -> u64 {
+        let log = self.log();
+        log.lines()
+            .find_map(|line| {
+                let rest = line.split_once("stopped: shutdown took ")?.1;
+                rest.strip_suffix(" ms")?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no `stopped: shutdown took N ms` line in:\n{log}"))
+    }
+
+    /// Waits until the log satisfies `done` (e.g. a line the reactor writes after the event a
+    /// test needs); returns that log. Fails after [`IO_TIMEOUT`].
+    pub fn log_when(&self, what: &str, mut done: impl FnMut(&str) -> bool) -> String {
+        poll_for(IO_TIMEOUT, || {
+            let log = self.log();
+            if done(&log) {
+                return Some(log);
             }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+            assert!(
+                !self.exited(),
+                "the reactor exited before: {what}; log:\n{log}"
+            );
+            None
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "timed out waiting for the log: {what}; log:\n{}",
+                self.log()
+            )
+        })
     }
 
     /// Lines printed on stdout after the `listening …` lines (call after the process exited).
@@ -141,6 +179,14 @@ impl Reactor {
     /// Everything the reactor logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process has ended (a zombie not yet reaped counts as ended).
+    pub fn exited(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .ok()
+            .and_then(|stat| Some(stat.get(stat.rfind(')')? + 2..)?.starts_with('Z')))
+            .unwrap_or(true)
     }
 
     /// A numeric field of `/proc/<pid>/status` (e.g. `VmRSS` in kB, `Threads`).
@@ -253,13 +299,59 @@ pub fn assert_tick(text: &str) {
     assert!(skew <= 5, "tick {text:?} is {skew} s away from now");
 }
 
+/// Calls `check` until it returns `Some`, for at most `limit` (it is called once more at the
+/// deadline); `None` if it never did.
+///
+/// The one place where the tests sleep while waiting for the server: a back-off between checks
+/// of a condition (1 ms, doubling up to 20 ms), never a fixed time "to let the server catch up".
+pub fn poll_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
 /// Waits until `done` holds, polling; fails after `limit`.
 pub fn eventually(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(20));
+    if poll_for(limit, || done().then_some(())).is_none() {
+        panic!("timed out waiting for: {what}");
     }
+}
+
+/// How long a write may make no progress before the peer counts as no longer reading.
+pub const STALL: Duration = Duration::from_millis(500);
+
+/// Writes 0xA5 bytes without reading until the server stops taking them, or until `limit`
+/// bytes are written; returns how many it took. "Stopped" means a write made no progress for
+/// [`STALL`]: the write blocks in the kernel until there is room (no polling), and its timeout
+/// ends the filling.
+pub fn fill_until_stalled(stream: &mut TcpStream, limit: usize) -> usize {
+    stream
+        .set_write_timeout(Some(STALL))
+        .expect("write timeout");
+    let chunk = vec![0xA5u8; 64 * 1024];
+    let mut accepted = 0;
+    while accepted < limit {
+        let room = chunk.len().min(limit - accepted);
+        match std::io::Write::write(stream, &chunk[..room]) {
+            Ok(n) => accepted += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("write after {accepted} bytes: {e}"),
+        }
+    }
+    stream
+        .set_write_timeout(Some(IO_TIMEOUT))
+        .expect("write timeout");
+    accepted
 }
 
 /// A TCP time-stream session that has greeted and received its first tick.
@@ -311,6 +403,28 @@ pub fn assert_daytime_line(reply: &[u8]) {
         .num_seconds()
         .abs();
     assert!(skew <= 5, "{line:?} is not now");
+}
+
+/// Seconds from 1900 (RFC 868's epoch) to 1970 (Unix's).
+pub const SECONDS_1900_TO_1970: u64 = 2_208_988_800;
+
+/// Asserts that `reply` is an RFC 868 answer for about now: exactly 4 bytes, big-endian seconds
+/// since 1900 (modulo 2^32), within 5 s of this machine's clock.
+pub fn assert_rfc868_now(reply: &[u8]) {
+    let seconds = u32::from_be_bytes(
+        reply
+            .try_into()
+            .unwrap_or_else(|_| panic!("{reply:?} is not exactly 4 bytes")),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is past 1970")
+        .as_secs();
+    let expected = ((now + SECONDS_1900_TO_1970) % (1 << 32)) as i64;
+    assert!(
+        (i64::from(seconds) - expected).abs() <= 5,
+        "{seconds} vs {expected}"
+    );
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.
