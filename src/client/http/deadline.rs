@@ -195,6 +195,52 @@ mod tests {
         drop(listener);
     }
 
+    /// A writer that keeps what was written apart from what was flushed.
+    #[derive(Default)]
+    struct Staged {
+        pending: Vec<u8>,
+        flushed: Vec<u8>,
+    }
+
+    impl io::Write for Staged {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.pending.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            self.flushed.append(&mut self.pending);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn body_written_before_the_deadline_is_flushed() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nsome",
+            )
+            .unwrap();
+            // Holds the connection until the client gives up and closes it.
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let _ = stream.read_to_end(&mut Vec::new());
+        });
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let mut out = Staged::default();
+        let err =
+            crate::client::http::fetch(&Request::new(url), timeouts(60_000, 300), false, &mut out)
+                .unwrap_err();
+        assert!(matches!(err, HttpError::TimeLimit(_)), "{err}");
+        assert_eq!(out.flushed, b"some");
+        server.join().unwrap();
+    }
+
     #[test]
     fn a_passed_deadline_fails_before_connecting() {
         let deadline = Deadline::start(timeouts(1_000, 0)).unwrap();
