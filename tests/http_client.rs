@@ -10,7 +10,9 @@
 //!   head, a server that never answers.
 //!
 //! Nothing here can hang: the client runs under a deadline and is killed past it, and every
-//! fixture socket has a timeout.
+//! fixture socket has a timeout. Nothing waits a fixed time for something to happen either:
+//! the tests wait for the event itself (a pipe's end, a connection) with a bound. The only
+//! sleeps are the ones a fixture server uses to be slow on purpose.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -72,24 +74,25 @@ fn run_client(args: &[&str], stdin: &[u8]) -> Run {
         .spawn()
         .expect("start http-client");
     // Read both pipes in threads: a 5 MiB stdout would otherwise fill the pipe and stall it.
-    let stdout = read_all_in_thread(child.stdout.take());
-    let stderr = read_all_in_thread(child.stderr.take());
+    let (closed, pipe_closed) = mpsc::channel();
+    let stdout = read_all_in_thread(child.stdout.take(), closed.clone());
+    let stderr = read_all_in_thread(child.stderr.take(), closed);
     if let Some(mut input) = child.stdin.take() {
         // A client that does not read stdin may already be gone: a broken pipe is fine here.
         let _ = input.write_all(stdin);
     }
+    // Both pipes end when the client exits (no one else holds them): wait for that, not for
+    // a guessed time, and for no longer than RUN_LIMIT.
     let deadline = Instant::now() + RUN_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for http-client") {
-            break status;
-        }
-        if Instant::now() > deadline {
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if pipe_closed.recv_timeout(left).is_err() {
             let _ = child.kill();
             let _ = child.wait();
             panic!("http-client {args:?} ran longer than {RUN_LIMIT:?}");
         }
-        thread::sleep(Duration::from_millis(5));
-    };
+    }
+    let status = child.wait().expect("wait for http-client");
     Run {
         status,
         stdout: stdout.join().expect("stdout reader"),
@@ -97,12 +100,17 @@ fn run_client(args: &[&str], stdin: &[u8]) -> Run {
     }
 }
 
-fn read_all_in_thread(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
+/// Reads `pipe` to its end on a thread, then says so on `closed`.
+fn read_all_in_thread(
+    pipe: Option<impl Read + Send + 'static>,
+    closed: mpsc::Sender<()>,
+) -> JoinHandle<Vec<u8>> {
     thread::spawn(move || {
         let mut bytes = Vec::new();
         if let Some(mut pipe) = pipe {
             pipe.read_to_end(&mut bytes).expect("read child output");
         }
+        let _ = closed.send(());
         bytes
     })
 }
@@ -381,22 +389,26 @@ fn serve_bytes(response: &[u8]) -> Fixture {
     serve_pieces(vec![response.to_vec()])
 }
 
-/// `accept` with a deadline, so a client that never connects cannot hang the fixture.
+/// `accept` with a deadline, so a client that never connects cannot hang the fixture. On
+/// Linux `SO_RCVTIMEO` bounds a blocking `accept` too (socket(7)): this waits for the
+/// connection itself, at most `limit`.
 fn accept_within(listener: &TcpListener, limit: Duration) -> Option<TcpStream> {
-    listener
-        .set_nonblocking(true)
-        .expect("non-blocking listener");
     let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        socket2::SockRef::from(listener)
+            .set_read_timeout(Some(left))
+            .expect("accept timeout");
         match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false).expect("blocking stream");
-                return Some(stream);
-            }
-            Err(_) => thread::sleep(Duration::from_millis(5)),
+            Ok((stream, _)) => return Some(stream),
+            // A signal cut the wait short: wait for the rest of the time.
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
         }
     }
-    None
 }
 
 #[test]
@@ -585,4 +597,231 @@ fn interactive_mode_without_a_host_is_a_usage_error() {
         "{}",
         run.stderr
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// --max-time: one deadline for the whole exchange
+
+/// The head of a response whose body never ends: the client can only stop by giving up.
+const ENDLESS_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n";
+
+/// A fixture that sends [`ENDLESS_HEAD`], then one body byte every 300 ms until the client
+/// goes away (or 100 bytes, a bound so the thread cannot outlive the test run by much). Every
+/// read of the client succeeds well within its `--timeout`: only `--max-time` can stop it.
+fn serve_drip() -> Fixture {
+    serve(|stream| {
+        stream.set_nodelay(true).expect("set TCP_NODELAY");
+        if stream.write_all(ENDLESS_HEAD).is_err() {
+            return;
+        }
+        for _ in 0..100 {
+            if stream.write_all(b"x").is_err() {
+                return;
+            }
+            // Deliberate: the slowness is what this server is for.
+            thread::sleep(Duration::from_millis(300));
+        }
+    })
+}
+
+/// Asserts `started.elapsed()` is at least `limit` (the client cannot give up early) and at
+/// most 2.5 s, far less than the `--timeout` of every test that calls it.
+fn assert_ended_soon_after(started: Instant, limit: Duration) {
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= limit && elapsed < Duration::from_millis(2500),
+        "the client ran {elapsed:?} with --max-time {limit:?}"
+    );
+}
+
+#[test]
+fn dripping_server_is_cut_off_by_max_time() {
+    let fixture = serve_drip();
+    let started = Instant::now();
+    let run = run_client(
+        &["--max-time", "1", "--timeout", "10", &fixture.url("/")],
+        b"",
+    );
+    assert_ended_soon_after(started, Duration::from_secs(1));
+    run.assert_failure(1, "no complete response within 1 s (--max-time)");
+    // The bytes that came in time were printed, and stay printed.
+    assert!(
+        !run.stdout.is_empty() && run.stdout.iter().all(|&b| b == b'x'),
+        "{:?}",
+        run.stdout_text()
+    );
+}
+
+#[test]
+fn max_time_is_kept_within_a_read() {
+    // The head and a little body, then silence: the client's one read may wait 10 s
+    // (--timeout), but must give up when --max-time says, in the middle of that read.
+    let fixture = serve(|stream| {
+        let _ = stream.write_all(ENDLESS_HEAD);
+        let _ = stream.write_all(b"partial");
+        // Holds the connection until the client closes it.
+        let _ = stream.read(&mut [0; 1]);
+    });
+    let started = Instant::now();
+    let run = run_client(&["-m", "0.5", "--timeout", "10", &fixture.url("/")], b"");
+    assert_ended_soon_after(started, Duration::from_millis(500));
+    run.assert_failure(1, "no complete response within 0.5 s (--max-time)");
+    assert_eq!(run.stdout, b"partial");
+}
+
+#[test]
+fn max_time_covers_connecting() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, so a connect
+    // hangs. Fill the queue (length 1 for a backlog of 0 on Linux) with connections nobody
+    // accepts, until one of them no longer completes.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .expect("bind");
+    socket.listen(0).expect("listen");
+    let addr = socket
+        .local_addr()
+        .expect("address")
+        .as_socket()
+        .expect("an IP address");
+    let mut queued = Vec::new();
+    while let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        queued.push(stream);
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+    let started = Instant::now();
+    let run = run_client(
+        &["-m", "1", "--timeout", "10", &format!("http://{addr}/")],
+        b"",
+    );
+    assert_ended_soon_after(started, Duration::from_secs(1));
+    run.assert_failure(1, "no complete response within 1 s (--max-time)");
+    drop(queued);
+}
+
+#[test]
+fn interactive_mode_respects_max_time() {
+    let fixture = serve_drip();
+    let answers = format!("GET\n/\nHTTP/1.1\n127.0.0.1:{}\n", fixture.port);
+    let started = Instant::now();
+    let run = run_client(&["-m", "1", "--timeout", "10"], answers.as_bytes());
+    assert_ended_soon_after(started, Duration::from_secs(1));
+    assert_eq!(run.status.code(), Some(1), "stderr: {}", run.stderr);
+    assert!(
+        run.stderr
+            .ends_with(": \nhttp-client: no complete response within 1 s (--max-time)\n"),
+        "{}",
+        run.stderr
+    );
+    // Interactive mode prints the head, then the body bytes that came in time.
+    let body = run
+        .stdout
+        .strip_prefix(ENDLESS_HEAD)
+        .expect("the head first");
+    assert!(!body.is_empty() && body.iter().all(|&b| b == b'x'));
+}
+
+#[test]
+fn fractional_max_time_that_is_long_enough_succeeds() {
+    let fixture = serve_bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let run = run_client(&["-m", "0.5", &fixture.url("/")], b"");
+    run.assert_success();
+    assert_eq!(run.stdout, b"ok");
+}
+
+#[test]
+fn bad_time_limits_are_usage_errors() {
+    let expected = |flag: &str, value: &str| {
+        format!("{flag} {value:?}: expected more than 0 and at most 86400 seconds (see --help)")
+    };
+    for value in ["0", "-1", "NaN", "inf", "86400.5", "1e-12", "abc", ""] {
+        run_client(&["--max-time", value, "http://127.0.0.1:9/"], b"")
+            .assert_failure(2, &expected("--max-time", value));
+        run_client(&["--timeout", value, "http://127.0.0.1:9/"], b"")
+            .assert_failure(2, &expected("--timeout", value));
+    }
+    run_client(&["-m", "0", "http://127.0.0.1:9/"], b"")
+        .assert_failure(2, &expected("--max-time", "0"));
+    run_client(&["http://127.0.0.1:9/", "-m"], b"").assert_failure(
+        2,
+        "the '-m' option doesn't have an associated value (see --help)",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control characters from the server
+
+/// Asserts that `head`, split into lines at LF (a CR right before the LF belongs to the line
+/// ending), holds no control byte: none below 0x20, no DEL, no C1 byte 0x80-0x9f.
+fn assert_printable_lines(head: &[u8]) {
+    for line in head.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        assert!(
+            !line
+                .iter()
+                .any(|&b| b < 0x20 || b == 0x7f || (0x80..=0x9f).contains(&b)),
+            "control byte in printed line {:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+}
+
+#[test]
+fn include_escapes_control_characters_in_the_head() {
+    // What the HTTP parser lets through: bytes 0x80-0xff (obs-text) anywhere in the reason
+    // phrase or a value, so a raw C1 byte (0x9b is CSI on 8-bit terminals) and the UTF-8 form
+    // of U+009B (CSI on UTF-8 terminals), and tabs. The body passes through untouched.
+    let response = b"HTTP/1.1 200 \x9b31mOK\r\n\
+        X-Evil: \x9b2J\xc2\x9b0;title\x9c\ttab caf\xc3\xa9\r\n\
+        Content-Length: 9\r\n\r\n\x1b[31mb\x9bdy";
+    let run = run_client(&["-i", &serve_bytes(response).url("/")], b"");
+    run.assert_success();
+    let (head, body) = split_head(&run.stdout);
+    assert_eq!(
+        String::from_utf8_lossy(head),
+        "HTTP/1.1 200 \\x9b31mOK\r\n\
+         X-Evil: \\x9b2J\\u{9b}0;title\\x9c\\x09tab caf\\u{e9}\r\n\
+         Content-Length: 9\r\n\r\n"
+    );
+    assert_printable_lines(head);
+    assert_eq!(body, b"\x1b[31mb\x9bdy", "the body is printed as received");
+}
+
+#[test]
+fn head_with_esc_or_bel_is_refused_and_nothing_raw_is_printed() {
+    // The HTTP parser refuses C0 controls and DEL in a head outright, so ESC [31m and BEL
+    // never reach the printing: the response is an error, with nothing on stdout.
+    let cases: [(&[u8], &str); 3] = [
+        (
+            b"HTTP/1.1 200 OK\r\nX-Evil: \x1b[31mred\x07\r\nContent-Length: 0\r\n\r\n",
+            "malformed response head: invalid header value",
+        ),
+        (
+            b"HTTP/1.1 200 \x1b]0;pwned\x07\r\nContent-Length: 0\r\n\r\n",
+            "malformed response head: invalid response status",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nX: a\x7fb\r\nContent-Length: 0\r\n\r\n",
+            "malformed response head: invalid header value",
+        ),
+    ];
+    for (response, line) in cases {
+        let run = run_client(&["-i", &serve_bytes(response).url("/")], b"");
+        run.assert_failure(1, line);
+        assert_eq!(run.stdout, b"");
+    }
+}
+
+#[test]
+fn error_messages_escape_what_they_quote() {
+    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 1\x9b2J\xc2\x9b\r\n\r\nx";
+    let run = run_client(&[&serve_bytes(response).url("/")], b"");
+    run.assert_failure(1, r#"invalid Content-Length "1\x9b2J\u{9b}""#);
+    assert_printable_lines(run.stderr.as_bytes());
 }

@@ -5,11 +5,14 @@
 //!   decoder panic (and the reader always finishes: every input here ends);
 //! - any valid chunked encoding of any data (random chunk sizes, hex case, leading zeros,
 //!   extensions, trailers), read in any pieces, decodes back to exactly that data and stops
-//!   at the end of the body.
+//!   at the end of the body;
+//! - escaping what a server sent for printing never lets a control byte through (C0, DEL, C1
+//!   as a raw byte or in UTF-8), leaves printable ASCII as it is, and keeps a head's line
+//!   endings.
 
 use std::io::{self, Read};
 
-use inetloop::client::http::{ChunkedDecoder, HttpError, ResponseReader};
+use inetloop::client::http::{ChunkedDecoder, HttpError, ResponseReader, escape_head, escape_text};
 use proptest::prelude::*;
 
 /// A source that returns `data` in reads of the given sizes (cycled), as a socket might.
@@ -137,7 +140,89 @@ fn encode_chunked(
     out
 }
 
+/// A control byte on some terminal: C0 (0x00-0x1f), DEL, or C1 (0x80-0x9f, which is also
+/// what the UTF-8 forms of U+0080-U+009F consist of after their 0xc2 lead byte).
+fn is_control_byte(byte: u8) -> bool {
+    byte < 0x20 || byte == 0x7f || (0x80..=0x9f).contains(&byte)
+}
+
+/// Bytes a hostile server might send: mostly controls, ESC sequences, C1 (raw and UTF-8),
+/// other UTF-8 and invalid UTF-8, with some printable ASCII in between.
+fn hostile_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        any::<u8>().prop_map(|b| vec![b]),
+        (0u8..0x20).prop_map(|b| vec![b]),
+        (0x80u8..0xa0).prop_map(|b| vec![b]),
+        (0x80u32..0xa0).prop_map(|c| char::from_u32(c).unwrap_or('?').to_string().into_bytes()),
+        any::<char>().prop_map(|c| c.to_string().into_bytes()),
+        Just(b"\x1b[31m".to_vec()),
+        Just(b"\x1b]0;title\x07".to_vec()),
+        Just(b"\r\n".to_vec()),
+        "[ -~]{0,8}".prop_map(String::into_bytes),
+    ];
+    prop::collection::vec(piece, 0..64).prop_map(|pieces| pieces.concat())
+}
+
 proptest! {
+    #[test]
+    fn escaping_never_emits_a_control_byte(bytes in hostile_bytes()) {
+        let text = escape_text(&bytes);
+        prop_assert!(
+            !text.bytes().any(is_control_byte),
+            "control byte in {:?}", text
+        );
+        // Stronger still: only printable ASCII.
+        prop_assert!(text.bytes().all(|b| (0x20..0x7f).contains(&b)), "{:?}", text);
+    }
+
+    #[test]
+    fn escaping_leaves_printable_ascii_unchanged(text in "[ -~]{0,200}") {
+        prop_assert_eq!(escape_text(text.as_bytes()), text);
+    }
+
+    #[test]
+    fn escaping_is_unchanged_exactly_for_printable_ascii(bytes in hostile_bytes()) {
+        let unchanged = escape_text(&bytes).as_bytes() == bytes.as_slice();
+        prop_assert_eq!(unchanged, bytes.iter().all(|b| (0x20..0x7f).contains(b)));
+    }
+
+    #[test]
+    fn escaped_head_has_controls_only_in_line_endings(
+        lines in prop::collection::vec((hostile_bytes(), any::<bool>()), 0..8),
+    ) {
+        let raw: Vec<u8> = lines
+            .iter()
+            .flat_map(|(line, crlf)| {
+                let ending: &[u8] = if *crlf { b"\r\n" } else { b"\n" };
+                [line.as_slice(), ending].concat()
+            })
+            .collect();
+        let shown = escape_head(&raw);
+        // The same number of LFs: each one a line ending, none invented, none lost.
+        prop_assert_eq!(
+            shown.bytes().filter(|&b| b == b'\n').count(),
+            raw.iter().filter(|&&b| b == b'\n').count()
+        );
+        for line in shown.split_inclusive('\n') {
+            let content = line
+                .strip_suffix("\r\n")
+                .or_else(|| line.strip_suffix('\n'))
+                .unwrap_or(line);
+            prop_assert!(!content.bytes().any(is_control_byte), "{:?}", line);
+        }
+    }
+
+    #[test]
+    fn escaped_head_of_printable_lines_is_unchanged(
+        lines in prop::collection::vec(("[ -~]{0,40}", any::<bool>()), 0..8),
+    ) {
+        let raw: String = lines
+            .iter()
+            .map(|(line, crlf)| format!("{line}{}", if *crlf { "\r\n" } else { "\n" }))
+            .collect();
+        prop_assert_eq!(escape_head(raw.as_bytes()), raw);
+    }
+
     #[test]
     fn response_reader_never_panics_on_arbitrary_bytes(
         bytes in prop::collection::vec(any::<u8>(), 0..2048),

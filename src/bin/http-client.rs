@@ -5,10 +5,12 @@
 //! it asks for method, target, version and host on stderr, reads one stdin line for each, and
 //! prints the whole response. Either way the work is [`inetloop::client::http::fetch`]: resolve and
 //! connect with a timeout, one `write` of the request, reads with `SO_RCVTIMEO` until the
-//! response is complete.
+//! response is complete, all of it within `--max-time` (300 s unless told otherwise). The
+//! status line and headers are printed with control characters escaped; the body as received.
 //!
-//! Exit status: 0 when a response arrived (whatever its code), 1 when the exchange failed,
-//! 2 for a usage error. Failures are one line on stderr, `http-client: <what failed>`.
+//! Exit status: 0 when a response arrived (whatever its code), 1 when the exchange failed or
+//! ran out of time, 2 for a usage error. Failures are one line on stderr, `http-client: <what
+//! failed>`.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -18,7 +20,7 @@ use std::io::{self, BufRead, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use inetloop::client::http::{self, HttpError, Request, Url, Version};
+use inetloop::client::http::{self, HttpError, Request, Timeouts, Url, Version};
 
 const USAGE: &str = "\
 usage: http-client [OPTIONS] URL
@@ -28,27 +30,52 @@ Sends one request (with Host and Connection: close) to an http:// URL and prints
 body to stdout, de-chunked. https:// is not supported.
 
 options:
-  -i, --include          print the status line and headers, as received, before the body
+  -i, --include          print the status line and headers before the body (escaped, see
+                         below)
   -X, --request METHOD   request method (default GET; the answer to HEAD has no body)
   -H, --header 'N: V'    add a request header (repeatable; a Host or Connection header
                          replaces the client's own)
       --http1.0          send HTTP/1.0 instead of HTTP/1.1
+  -m, --max-time SECS    limit for the whole exchange: resolving, connecting, sending and
+                         reading the whole response (default 300). Past it the client stops
+                         with exit status 1; body bytes already printed stay printed. Raise
+                         it for long downloads
       --timeout SECS     limit for connecting and for each read (default 30)
   -h, --help             print this help
+
+SECS is a number of seconds, fractions allowed (0.5), more than 0 and at most 86400 (a day).
+
+Output: the body goes to stdout byte for byte, as received (it is your download, as with
+curl; mind what you send to a terminal). The status line and headers are the server's text,
+so in them everything but printable ASCII is escaped: an ASCII control or DEL, or a byte that
+is not UTF-8, as \\xHH (ESC is \\x1b, a raw byte 0x9b is \\x9b); a non-ASCII character, the
+C1 controls U+0080-U+009F included, as \\u{H..} (\\u{9b}, \\u{e9}). Line ends stay as received;
+a CR, LF or tab inside a line is escaped. Error messages escape what they quote of the server.
 
 Interactive mode (no URL) prompts on stderr and reads one line each from stdin: method,
 target (path), version, and host as HOST or HOST:PORT (port 80 by default). An empty answer
 takes the default shown; -X and --http1.0 change those defaults. It prints the whole response
-like -i: status line and headers as received, then the body (de-chunked).
+like -i: status line and headers (escaped), then the body (de-chunked). --max-time counts from
+the last answer, not while you type.
 
 exit status: 0 when a response was received, whatever its status code: a 404 is a valid
-answer (as with curl without --fail); 1 when connecting, sending or reading failed or the
-response was malformed; 2 for a usage error or an invalid URL, method or header.
+answer (as with curl without --fail); 1 when connecting, sending or reading failed, the
+response was malformed, or --max-time passed first; 2 for a usage error or an invalid URL,
+method or header.
 ";
 
 /// How long connecting, and then each read, may wait unless `--timeout` says otherwise: long
 /// enough for a slow server, short enough that a dead one is reported rather than waited on.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the whole exchange may take unless `--max-time` says otherwise. curl has no such
+/// default; here a user who sets nothing is still protected from a server that sends a byte
+/// now and then forever, and five minutes is ample for a page or a modest download.
+const DEFAULT_MAX_TIME: Duration = Duration::from_secs(300);
+
+/// The longest `--timeout` or `--max-time`, in seconds: a day. More means nothing for one
+/// exchange, and the cap keeps the deadline (`now + max_time`) far from overflowing.
+const MAX_SECS: f64 = 86_400.0;
 
 /// What the command line asked for.
 struct Options {
@@ -58,7 +85,7 @@ struct Options {
     /// `-H` lines, checked when the request is built.
     headers: Vec<String>,
     version: Version,
-    timeout: Duration,
+    timeouts: Timeouts,
     /// `None`: interactive mode.
     url: Option<String>,
 }
@@ -79,6 +106,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Usage(message) => write!(f, "{message} (see --help)"),
+            Failure::Http(err @ HttpError::TimeLimit(_)) => write!(f, "{err} (--max-time)"),
             Failure::Http(err) => write!(f, "{err}"),
         }
     }
@@ -123,7 +151,13 @@ fn run() -> Result<(), Failure> {
     for line in &options.headers {
         request = request.with_header_line(line)?;
     }
-    http::fetch(&request, options.timeout, include, &mut io::stdout().lock())?;
+    // Interactive answers are in by now: the --max-time clock starts inside fetch.
+    http::fetch(
+        &request,
+        options.timeouts,
+        include,
+        &mut io::stdout().lock(),
+    )?;
     Ok(())
 }
 
@@ -143,10 +177,15 @@ fn parse_args(mut args: pico_args::Arguments) -> Result<Option<Options>, Failure
         .opt_value_from_str(["-X", "--request"])
         .map_err(usage)?;
     let headers = args.values_from_str(["-H", "--header"]).map_err(usage)?;
-    let timeout = args
-        .opt_value_from_fn("--timeout", parse_timeout)
-        .map_err(usage)?
-        .unwrap_or(DEFAULT_TIMEOUT);
+    let timeouts = Timeouts {
+        io: seconds(&mut args, "--timeout", "--timeout", DEFAULT_TIMEOUT)?,
+        total: seconds(
+            &mut args,
+            ["-m", "--max-time"],
+            "--max-time",
+            DEFAULT_MAX_TIME,
+        )?,
+    };
     let mut rest = args.finish().into_iter().map(OsString::into_string);
     let url = match rest.next() {
         None => None,
@@ -167,18 +206,36 @@ fn parse_args(mut args: pico_args::Arguments) -> Result<Option<Options>, Failure
         method,
         headers,
         version,
-        timeout,
+        timeouts,
         url,
     }))
 }
 
-/// `--timeout SECS`: a positive number of seconds, fractions allowed.
-fn parse_timeout(text: &str) -> Result<Duration, String> {
+/// The `SECS` option `flag` (`keys`: its names), or `default` if absent: a number of
+/// seconds, fractions allowed, more than 0 and at most [`MAX_SECS`]. NaN, infinity and a value
+/// that rounds to zero nanoseconds are refused too.
+fn seconds(
+    args: &mut pico_args::Arguments,
+    keys: impl Into<pico_args::Keys>,
+    flag: &str,
+    default: Duration,
+) -> Result<Duration, Failure> {
+    let text: Option<String> = args
+        .opt_value_from_str(keys)
+        .map_err(|err| Failure::Usage(err.to_string()))?;
+    let Some(text) = text else {
+        return Ok(default);
+    };
     text.parse::<f64>()
         .ok()
-        .filter(|secs| *secs > 0.0)
+        .filter(|secs| *secs > 0.0 && *secs <= MAX_SECS)
         .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-        .ok_or_else(|| "expected a positive number of seconds".to_owned())
+        .filter(|duration| !duration.is_zero())
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "{flag} {text:?}: expected more than 0 and at most {MAX_SECS} seconds"
+            ))
+        })
 }
 
 /// The interactive questions, each answered by one line of stdin. End of input counts as an

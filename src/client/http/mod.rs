@@ -14,15 +14,24 @@
 //!    the end of the connection. Every buffer has a fixed size, so a hostile server costs
 //!    at most [`MAX_HEAD`] bytes of memory.
 //!
+//! All of it happens within one deadline ([`Timeouts::total`], the `deadline` module): a server
+//! that keeps sending a byte now and then cannot keep the client forever. A head that is
+//! printed goes through [`escape_head`] (the `escape` module), so a server cannot send
+//! terminal control sequences through it; the body is passed on unchanged.
+//!
 //! The reader works over any `std::io::Read`, so the tests feed it byte slices as well as
 //! sockets.
 
 mod chunked;
+mod deadline;
+mod escape;
 mod request;
 mod response;
 mod url;
 
 pub use chunked::ChunkedDecoder;
+pub use deadline::Timeouts;
+pub use escape::{escape_head, escape_text};
 pub use request::{Request, Version};
 pub use response::{MAX_HEAD, ResponseHead, ResponseReader};
 pub use url::Url;
@@ -31,7 +40,8 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use crate::client::endpoint::{Endpoint, EndpointError, describe};
+use crate::client::endpoint::{EndpointError, describe};
+use deadline::{Deadline, DeadlineReader};
 
 /// Why a request could not be made or its response could not be read.
 #[derive(Debug)]
@@ -44,6 +54,8 @@ pub enum HttpError {
     BadResponse(String),
     /// Writing the response to our own output failed (e.g. stdout was closed).
     Output(io::Error),
+    /// The whole exchange took longer than this ([`Timeouts::total`]).
+    TimeLimit(Duration),
 }
 
 impl fmt::Display for HttpError {
@@ -54,6 +66,9 @@ impl fmt::Display for HttpError {
             }
             HttpError::Io(err) => write!(f, "{err}"),
             HttpError::Output(err) => write!(f, "write output: {}", describe(err)),
+            HttpError::TimeLimit(limit) => {
+                write!(f, "no complete response within {} s", limit.as_secs_f64())
+            }
         }
     }
 }
@@ -66,25 +81,44 @@ impl From<EndpointError> for HttpError {
     }
 }
 
-/// Sends `request` on a new connection and streams the response to `out`: the head exactly as
-/// received when `include_head` is set (`curl -i`), then the body, de-chunked.
+/// Sends `request` on a new connection and streams the response to `out`: the head when
+/// `include_head` is set (`curl -i`), its control characters escaped by [`escape_head`], then
+/// the body, de-chunked and otherwise unchanged.
+///
+/// `timeouts.io` bounds each wait (a connect, a read, a write) and `timeouts.total` the whole
+/// exchange, from resolving the host to the end of the body; past it the result is
+/// [`HttpError::TimeLimit`], and what was already written to `out` stays written.
 ///
 /// Any status code is a successful exchange: a 404 is a valid answer, and what to make of it
 /// is the caller's business.
 pub fn fetch(
     request: &Request,
-    timeout: Duration,
+    timeouts: Timeouts,
     include_head: bool,
     out: &mut impl Write,
 ) -> Result<(), HttpError> {
-    let url = request.url();
-    let mut connection = Endpoint::connect_tcp(&url.host, url.port, timeout)?;
-    connection.send(&request.encode())?;
-    let mut response = ResponseReader::new(connection);
-    let head = response.read_head()?;
+    let result = exchange(request, timeouts, include_head, out);
+    // Flushed on failure too: what was written of the body stays written. The exchange's
+    // own error, if any, is the one worth reporting.
+    let flushed = out.flush().map_err(HttpError::Output);
+    result.and(flushed)
+}
+
+fn exchange(
+    request: &Request,
+    timeouts: Timeouts,
+    include_head: bool,
+    out: &mut impl Write,
+) -> Result<(), HttpError> {
+    let deadline = Deadline::start(timeouts)?;
+    let connection = deadline.connect_and_send(request)?;
+    let mut response = ResponseReader::new(DeadlineReader::new(connection, deadline));
+    let head = response.read_head().map_err(|err| deadline.classify(err))?;
     if include_head {
-        out.write_all(&head.raw).map_err(HttpError::Output)?;
+        out.write_all(escape_head(&head.raw).as_bytes())
+            .map_err(HttpError::Output)?;
     }
-    response.copy_body(&head, request.method(), out)?;
-    out.flush().map_err(HttpError::Output)
+    response
+        .copy_body(&head, request.method(), out)
+        .map_err(|err| deadline.classify(err))
 }

@@ -15,7 +15,7 @@
 
 use std::io::{self, Read, Write};
 
-use super::{ChunkedDecoder, HttpError};
+use super::{ChunkedDecoder, HttpError, escape_text};
 
 /// The most bytes a response head (status line, headers, blank line) may take; beyond it the
 /// response is refused. Real heads are a few hundred bytes to a few KiB (cookies make the big
@@ -39,8 +39,8 @@ pub struct ResponseHead {
     pub status: u16,
     /// Header fields in order received; values as raw bytes, since HTTP allows non-UTF-8 ones.
     pub headers: Vec<(String, Vec<u8>)>,
-    /// The head exactly as received, from the status line through the blank line: what
-    /// `curl -i` shows.
+    /// The head exactly as received, from the status line through the blank line. Show it
+    /// through [`super::escape_head`]: it is the server's text and may hold control bytes.
     pub raw: Vec<u8>,
 }
 
@@ -97,10 +97,7 @@ impl Framing {
         {
             let value = value.trim_ascii();
             let parsed = parse_decimal(value).ok_or_else(|| {
-                HttpError::BadResponse(format!(
-                    "invalid Content-Length {:?}",
-                    String::from_utf8_lossy(value)
-                ))
+                HttpError::BadResponse(format!("invalid Content-Length \"{}\"", escape_text(value)))
             })?;
             match length {
                 Some(earlier) if earlier != parsed => {
@@ -497,6 +494,12 @@ mod tests {
         assert_eq!(
             error(with("Content-Length:").as_bytes()),
             "invalid Content-Length \"\""
+        );
+        // The server's bytes are quoted escaped: no control byte reaches the terminal. (C1
+        // bytes are all httparse lets through; it refuses C0 controls and DEL in a value.)
+        assert_eq!(
+            error(b"HTTP/1.1 200 OK\r\nContent-Length: 1\x9b2J\xc2\x9b\t2\r\n\r\n"),
+            r#"invalid Content-Length "1\x9b2J\u{9b}\x092""#
         );
     }
 
