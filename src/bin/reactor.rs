@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     init_logging(config.log_level);
-    match serve(config) {
+    match serve(*config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("reactor: {message}");

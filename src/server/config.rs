@@ -175,7 +175,7 @@ pub struct Config {
 /// The outcome of parsing the command line.
 #[derive(Debug)]
 pub enum Command {
-    Run(Config),
+    Run(Box<Config>),
     Help,
     Version,
 }
@@ -272,13 +272,13 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
             extra.to_string_lossy()
         )));
     }
-    Ok(Command::Run(Config {
+    Ok(Command::Run(Box::new(Config {
         bind,
         threads,
         services,
         settings,
         log_level,
-    }))
+    })))
 }
 
 /// An optional `--flag VALUE`, with the flag named in any error.
@@ -422,7 +422,7 @@ mod tests {
 
     fn run_config(args: &[&str]) -> Config {
         match parse(args) {
-            Ok(Command::Run(config)) => config,
+            Ok(Command::Run(config)) => *config,
             other => panic!("{args:?} gave {other:?}"),
         }
     }
