@@ -82,6 +82,7 @@ fn a_one_mebibyte_greeting_without_newline_is_refused_and_others_are_unaffected(
 
 #[test]
 fn two_thousand_silent_connections_are_closed_after_the_idle_timeout() {
+    // All from 127.0.0.1: this test is about the idle timeout, not the per-source cap.
     let reactor = Reactor::start(&[
         "--idle-timeout-ms",
         "1000",
@@ -89,6 +90,8 @@ fn two_thousand_silent_connections_are_closed_after_the_idle_timeout() {
         "2",
         "--interval-ms",
         "20",
+        "--max-conns-per-ip",
+        "10000",
     ]);
     let baseline_fds = reactor.fd_count();
     let silent: Vec<TcpStream> = (0..2000)
@@ -393,6 +396,8 @@ fn sigterm_with_a_thousand_live_sessions_exits_0_within_a_second_after_au_revoir
         "1000",
         "--udp-rate-per-ip",
         "0",
+        "--max-conns-per-ip",
+        "10000",
     ]);
     let mut tcp_sessions: Vec<_> = (0..800)
         .map(|_| greeted_tcp(reactor.addr("time", "tcp")))

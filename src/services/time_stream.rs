@@ -265,7 +265,7 @@ impl UdpService for UdpTimeStream {
                         Refusal::TableFull => "the table is full (--max-udp-sessions)",
                     };
                     warn!(
-                        "time udp {peer}: no session, {why}; {} live, ignoring such peers",
+                        "time udp {peer}: session cap reached ({why}); {} live, ignoring such peers",
                         self.sessions.len()
                     );
                     self.refusal_logged = true;
