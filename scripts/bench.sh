@@ -50,8 +50,11 @@ fi
 pp_conns=100 pp_size=64 st_conns=50 st_write=16384 ts_interval=1000
 # The time-scale load is exactly the reactor's default limits (10,000 connections, 10,000 UDP
 # sessions) and comes from one host: give it headroom, as an operator expecting it would.
-reactor_headroom=(--max-conns 30000 --max-udp-sessions 30000 --max-udp-sessions-per-ip 30000
-    --udp-rate-per-ip 0)
+reactor_headroom=(--max-conns 30000 --max-conns-per-ip 30000 --max-udp-sessions 30000
+    --max-udp-sessions-per-ip 30000 --udp-rate-per-ip 0)
+# The echo loads come from one address too (100 connections): with --threads 2 each loop's
+# share of the per-source cap would be 50, and the kernel's hash does not split them evenly.
+echo_headroom=(--max-conns-per-ip 1000)
 
 started=$SECONDS
 logs=$root/bench/target/bench-logs/$(date +%Y%m%d-%H%M%S)
@@ -249,8 +252,13 @@ start_for() {
     local name=$1 kind=$2 status=0 cmd=()
     unset "na[$name]"
     case $name/$kind in
-    reactor/echo) cmd=("$reactor" --time off --echo 0 --daytime off --rfc868 off -q) ;;
-    reactor-2t/echo) cmd=("$reactor" --threads 2 --time off --echo 0 --daytime off --rfc868 off -q) ;;
+    reactor/echo) cmd=("$reactor" --time off --echo 0 --daytime off --rfc868 off "${echo_headroom[@]}" -q) ;;
+    # The same reactor with the kernel's buffer autotuning (what it did before --sndbuf/--rcvbuf):
+    # the cost of bounding each connection's kernel memory, measured side by side.
+    reactor-autotune/echo) cmd=("$reactor" --time off --echo 0 --daytime off --rfc868 off
+        --sndbuf 0 --rcvbuf 0 "${echo_headroom[@]}" -q) ;;
+    reactor-2t/echo) cmd=("$reactor" --threads 2 --time off --echo 0 --daytime off --rfc868 off
+        "${echo_headroom[@]}" -q) ;;
     reactor/time) cmd=("$reactor" --time 0 --echo off --daytime off --rfc868 off
         --ticks "$ts_ticks" --interval-ms "$ts_interval" "${reactor_headroom[@]}" -q) ;;
     reactor-2t/time) cmd=("$reactor" --threads 2 --time 0 --echo off --daytime off --rfc868 off
@@ -277,7 +285,7 @@ start_for() {
     return "$status"
 }
 
-echo_servers=(reactor reactor-2t c-epoll tokio thread-per-client)
+echo_servers=(reactor reactor-autotune reactor-2t c-epoll tokio thread-per-client)
 time_servers=(reactor reactor-2t tokio thread-per-client)
 declare -A R # results: R[scenario.server.field]
 
@@ -618,13 +626,15 @@ verdict() { # verdict VALUE OP LIMIT
 }
 
 targets() {
-    local r_c r_t cpu_c sys ticks_ok threads_r
+    local r_c r_t cpu_c sys ticks_ok threads_r buf_pp buf_st
     r_c=$(calc "${R[pp.reactor.rate]:-@} / ${R[pp.c-epoll.rate]:-@}")
     r_t=$(calc "${R[pp.reactor.rate]:-@} / ${R[pp.tokio.rate]:-@}")
     cpu_c=$(calc "${R[pp.reactor.us_per_msg]:-@} / ${R[pp.c-epoll.us_per_msg]:-@}")
     sys=${R[sc.reactor.perf]:-${R[sc.reactor.strace]:-}}
     ticks_ok=$(calc "${R[ts.reactor.ticks]:-@} / ${R[ts.reactor.expected]:-@}")
     threads_r=$(calc "${R[pp.reactor-2t.rate]:-@} / ${R[pp.reactor.rate]:-@}")
+    buf_pp=$(calc "${R[pp.reactor.rate]:-@} / ${R[pp.reactor-autotune.rate]:-@}")
+    buf_st=$(calc "${R[st.reactor.mbs]:-@} / ${R[st.reactor-autotune.mbs]:-@}")
     echo
     echo "### Targets (reactor, this run$( ((quick)) && echo ", --quick: smaller loads than the targets assume"))"
     echo
@@ -638,6 +648,8 @@ targets() {
     echo "| time stream: p99 lateness ≤ 10 ms | $(fmt 2 "${R[ts.reactor.p99]:-}") ms | $(verdict "${R[ts.reactor.p99]:-}" '<=' 10) |"
     echo "| RSS ≤ 32 MiB at $((ts_tcp + ts_udp)) sessions | $(fmt 1 "$(calc "${R[ts.reactor.hwm]:-@} / 1024")") MiB | $(verdict "$(calc "${R[ts.reactor.hwm]:-@} / 1024")" '<=' 32) |"
     echo "| idle: 0 wakeups/s (fresh / after load) | $(fmt 1 "$(calc "${R[idle.fresh.epoll]:-@} / $idle_secs")") / $(fmt 1 "$(calc "${R[idle.after-load.epoll]:-@} / $idle_secs")") | $(verdict "$(calc "${R[idle.fresh.epoll]:-@} + ${R[idle.after-load.epoll]:-@}")" '==' 0) |"
+    echo "| 64 KiB socket buffers vs autotuning, ping-pong msgs/s ≥ 0.95× | $(fmt 3 "$buf_pp")× | $(verdict "$buf_pp" '>=' 0.95) |"
+    echo "| 64 KiB socket buffers vs autotuning, streaming MB/s ≥ 0.95× | $(fmt 3 "$buf_st")× | $(verdict "$buf_st" '>=' 0.95) |"
     echo "| --threads 2 vs 1, ping-pong msgs/s | ${na[reactor-2t]:-$(fmt 2 "$threads_r")×} | info |"
 }
 
