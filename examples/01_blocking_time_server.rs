@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use inetloop::services::clock::TICK_FORMAT;
 
-/// Longest greeting line accepted, not counting its `\r\n` (PROTOCOLS.md §2).
+/// Longest greeting line accepted, not counting its `\r\n` (docs/PROTOCOLS.md §2).
 const GREETING_MAX: usize = 1024;
 /// How long a connected client may take to greet. Without it one silent client would hold
 /// the whole server forever; with it, "only" this long.

@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use inetloop::services::clock::TICK_FORMAT;
 
-/// Longest greeting line accepted, not counting its `\r\n` (PROTOCOLS.md §2).
+/// Longest greeting line accepted, not counting its `\r\n` (docs/PROTOCOLS.md §2).
 const GREETING_MAX: usize = 1024;
 /// Echo's read buffer. It lives on the connection's thread stack, so it is part of the
 /// per-thread memory cost; 16 KiB moves bulk data in few system calls.

@@ -58,7 +58,7 @@ use slab::Slab;
 const SERVER: Token = Token(0);
 /// Session `key` in the slab has `Token(key + 1)`: token 0 is the listener's.
 const FIRST_SESSION: usize = 1;
-/// Longest greeting line accepted, not counting its `\r\n` (PROTOCOLS.md §2).
+/// Longest greeting line accepted, not counting its `\r\n` (docs/PROTOCOLS.md §2).
 const GREETING_MAX: usize = 1024;
 
 /// A deadline in the heap: when, and for which session. Ordered by `deadline` first, so the

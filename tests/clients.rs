@@ -1,4 +1,4 @@
-//! The blocking clients (PROTOCOLS.md §5) against the real reactor, and against fixtures for
+//! The blocking clients (docs/PROTOCOLS.md §5) against the real reactor, and against fixtures for
 //! what the reactor never does (silence, garbage, early close).
 
 mod common;

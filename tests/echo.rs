@@ -1,4 +1,4 @@
-//! Echo (RFC 862, PROTOCOLS.md §3) against the real binary: byte-exact TCP and UDP echo,
+//! Echo (RFC 862, docs/PROTOCOLS.md §3) against the real binary: byte-exact TCP and UDP echo,
 //! half-close, the reflection guard, and backpressure that bounds memory and then resumes.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Daytime (RFC 867) and time (RFC 868) on our own sockets (PROTOCOLS.md §4), and the
+//! Daytime (RFC 867) and time (RFC 868) on our own sockets (docs/PROTOCOLS.md §4), and the
 //! per-source UDP budget that keeps every UDP service from being used as a reflector.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The process around the loop (PROTOCOLS.md §1): command line, stdout contract, graceful
+//! The process around the loop (docs/PROTOCOLS.md §1): command line, stdout contract, graceful
 //! shutdown on SIGTERM/SIGINT, IPv6, idle timeout and `--max-conns`.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The time stream (PROTOCOLS.md §2) against the real binary: TCP and UDP, greeting rules,
+//! The time stream (docs/PROTOCOLS.md §2) against the real binary: TCP and UDP, greeting rules,
 //! half-close, session caps, and many concurrent sessions in one loop.
 
 mod common;

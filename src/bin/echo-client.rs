@@ -1,4 +1,4 @@
-//! `echo-client`: the echo service's blocking counterpart (PROTOCOLS.md §5).
+//! `echo-client`: the echo service's blocking counterpart (docs/PROTOCOLS.md §5).
 //!
 //! TCP: one thread copies stdin to the socket and then half-closes it (`shutdown(SHUT_WR)`,
 //! "that was all"); the main thread copies the socket to stdout until the server's FIN. Two

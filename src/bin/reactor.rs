@@ -1,4 +1,4 @@
-//! `reactor`: every service of PROTOCOLS.md from one thread and one `mio::Poll`.
+//! `reactor`: every service of docs/PROTOCOLS.md from one thread and one `mio::Poll`.
 //!
 //! `main` only wires things up: parse the command line, send logs to stderr, bind every
 //! socket, announce each on stdout (`listening <service> <tcp|udp> <ip:port>`), then hand the

@@ -1,4 +1,4 @@
-//! `time-client`: the time stream's blocking counterpart (PROTOCOLS.md §5).
+//! `time-client`: the time stream's blocking counterpart (docs/PROTOCOLS.md §5).
 //!
 //! The lab's client, over [`Endpoint`]: TCP is `connect`, one `write` of the greeting line, then
 //! `read`s until `Au Revoir`; UDP is a connected socket, one datagram as the greeting, then one

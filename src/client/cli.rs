@@ -1,4 +1,4 @@
-//! The command-line conventions the blocking clients share (PROTOCOLS.md §5): `-h`/`--help`
+//! The command-line conventions the blocking clients share (docs/PROTOCOLS.md §5): `-h`/`--help`
 //! prints the usage, an optional `HOST:PORT` argument names the server, and the exit status is
 //! 0 on success, 1 with one line on stderr when the exchange failed, 2 for a usage error.
 

@@ -1,4 +1,4 @@
-//! The command line of the `reactor` binary (PROTOCOLS.md §1), parsed into a [`Config`].
+//! The command line of the `reactor` binary (docs/PROTOCOLS.md §1), parsed into a [`Config`].
 //!
 //! Parsing is separate from running so that a bad option is reported as one clear line before a
 //! single socket exists, and so tests can parse argument lists directly.

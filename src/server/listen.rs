@@ -3,7 +3,7 @@
 //! `socket`, `setsockopt(SO_REUSEADDR)`, `bind`, `listen` for TCP; `socket`, `bind` for UDP (no
 //! `listen`: there are no connections to queue). Both are made non-blocking before mio sees
 //! them. Port 0 lets the OS choose; the UDP socket then takes the same number as the TCP one,
-//! so a service has one port for both protocols, as PROTOCOLS.md asks.
+//! so a service has one port for both protocols, as docs/PROTOCOLS.md asks.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Local, TimeZone};
 
-/// The time-stream line format (PROTOCOLS.md §2): `2026-11-25 19:21:36`.
+/// The time-stream line format (docs/PROTOCOLS.md §2): `2026-11-25 19:21:36`.
 pub const TICK_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 /// The daytime line format (RFC 867 leaves it open; this is `ctime(3)`'s, as inetd sends).

@@ -1,4 +1,4 @@
-//! The time stream (PROTOCOLS.md §2): greet, then receive the local time `--ticks` times, one
+//! The time stream (docs/PROTOCOLS.md §2): greet, then receive the local time `--ticks` times, one
 //! every `--interval-ms`, then `Au Revoir`.
 //!
 //! This is the lab's first server turned inside out. The lab's version was a loop with
