@@ -10,13 +10,21 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use inetloop::server::config::{Command, Config, USAGE, parse_args};
-use inetloop::server::listen::Proto;
+use std::net::{IpAddr, ToSocketAddrs};
+
+use inetloop::server::activation::{self, Listen, PassedSocket};
+use inetloop::server::config::{BindTarget, Command, Config, USAGE, parse_args};
+use inetloop::server::listen::{self, Proto};
+use inetloop::server::privileges;
 use inetloop::server::reactor::Reactor;
 use log::{LevelFilter, info, warn};
+use mio::net::{TcpListener, UdpSocket};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 fn main() -> ExitCode {
+    // The supervisor's variables are read (and removed, so no child inherits them) while this
+    // is the only thread.
+    let listen = Listen::take_from_env();
     let config = match parse_args(std::env::args_os().skip(1).collect()) {
         Ok(Command::Run(config)) => config,
         Ok(Command::Help) => {
@@ -32,12 +40,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if config.services.is_empty() {
+    if config.services.is_empty() && listen.fds.is_none() {
         eprintln!("reactor: every service is off; nothing to serve (see --help)");
         return ExitCode::from(2);
     }
     init_logging(config.log_level);
-    match serve(*config) {
+    match serve(*config, &listen) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("reactor: {message}");
@@ -46,13 +54,31 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: Config) -> Result<(), String> {
-    let loops = bind_loops(&config)?;
+fn serve(config: Config, listen: &Listen) -> Result<(), String> {
+    // Looked up before any socket exists, so a typo fails at once.
+    let identity = match &config.user {
+        Some(user) => Some(privileges::look_up(user, config.group.as_deref())?),
+        None => None,
+    };
+    let passed = activation::adopt(listen.descriptors(std::process::id())?, &config.services)?;
+    let loops = if passed.is_empty() {
+        bind_loops(&config, &resolve(&config.bind)?)?
+    } else {
+        info!(
+            "socket activation: serving the {} socket(s) the supervisor passed; binding nothing",
+            passed.len()
+        );
+        adopt_loops(&config, passed)?
+    };
+    if let Some(who) = identity {
+        privileges::drop_to(&who)?;
+        info!("running as {} (uid {}, gid {})", who.user, who.uid, who.gid);
+    }
     // The stdout contract: one line per bound socket, flushed before any client is served.
     // With --threads every loop has the same sockets; they are announced once.
     announce(loops.first().map(Reactor::bound).unwrap_or_default());
     info!(
-        "serving with {} event loop(s); SIGINT or SIGTERM stops",
+        "serving with {} event loop(s); SIGINT, SIGTERM or SIGHUP stops",
         loops.len()
     );
 
@@ -81,6 +107,31 @@ fn serve(config: Config) -> Result<(), String> {
     Ok(())
 }
 
+/// Every address to listen on: IPs as given, host names resolved now, once (`getaddrinfo`),
+/// each to all of its addresses. Duplicates are bound once.
+fn resolve(targets: &[BindTarget]) -> Result<Vec<IpAddr>, String> {
+    let mut addresses = Vec::new();
+    for target in targets {
+        let found: Vec<IpAddr> = match target {
+            BindTarget::Ip(ip) => vec![*ip],
+            BindTarget::Host(name) => (name.as_str(), 0)
+                .to_socket_addrs()
+                .map_err(|e| format!("--bind {name}: cannot resolve: {e}"))?
+                .map(|addr| addr.ip())
+                .collect(),
+        };
+        if found.is_empty() {
+            return Err(format!("--bind {target:?}: resolves to no address"));
+        }
+        for ip in found {
+            if !addresses.contains(&ip) {
+                addresses.push(ip);
+            }
+        }
+    }
+    Ok(addresses)
+}
+
 /// Prints the `listening …` lines. Best effort: a reader that went away (`reactor | head -1`)
 /// must not stop a server whose sockets are bound, so a failed write is reported once on
 /// stderr and the rest is skipped.
@@ -96,33 +147,69 @@ fn announce(sockets: &[inetloop::server::listen::BoundSocket]) {
 }
 
 /// One `Reactor` per `--threads`, each with its own sockets and signal pipe. The first binds
-/// the requested ports (the OS chooses for port 0); the others bind the ports it got, with
+/// the requested ports on every address (the OS chooses for port 0, on the first address;
+/// the others take the same number); the other loops bind the ports it got, with
 /// `SO_REUSEPORT`, so the kernel spreads clients among the loops.
-fn bind_loops(config: &Config) -> Result<Vec<Reactor>, String> {
+fn bind_loops(config: &Config, addresses: &[IpAddr]) -> Result<Vec<Reactor>, String> {
     let reuse_port = config.threads > 1;
-    let settings = config.settings.share(config.threads);
-    let mut loops = Vec::with_capacity(config.threads);
     let mut ports = config.services.clone();
+    let mut loops = Vec::with_capacity(config.threads);
     for _ in 0..config.threads {
-        let mut reactor =
-            Reactor::new(settings.clone()).map_err(|e| format!("cannot create poller: {e}"))?;
-        for &(kind, port) in &ports {
-            reactor
-                .bind_service(config.bind, kind, port, reuse_port)
-                .map_err(|e| e.to_string())?;
+        let mut reactor = new_loop(config)?;
+        for (kind, port) in &mut ports {
+            for &ip in addresses {
+                reactor
+                    .bind_service(ip, *kind, *port, reuse_port)
+                    .map_err(|e| e.to_string())?;
+                if let Some(bound) = reactor.bound().last() {
+                    *port = bound.addr.port();
+                }
+            }
         }
-        reactor
-            .watch_signals()
-            .map_err(|e| format!("cannot watch signals: {e}"))?;
-        ports = reactor
-            .bound()
-            .iter()
-            .filter(|socket| socket.proto == Proto::Tcp)
-            .map(|socket| (socket.kind, socket.addr.port()))
-            .collect();
         loops.push(reactor);
     }
     Ok(loops)
+}
+
+/// One `Reactor` per `--threads` on the sockets the supervisor passed: every loop serves its
+/// own duplicate of each (`dup`), and the kernel wakes whichever loop is waiting.
+fn adopt_loops(config: &Config, passed: Vec<PassedSocket>) -> Result<Vec<Reactor>, String> {
+    let settings = &config.settings;
+    let mut loops = Vec::with_capacity(config.threads);
+    for _ in 0..config.threads {
+        let mut reactor = new_loop(config)?;
+        for passed in &passed {
+            let socket = passed
+                .socket
+                .try_clone()
+                .map_err(|e| format!("passed socket {}: {e}", passed.addr))?;
+            let served = match passed.proto {
+                Proto::Tcp => {
+                    listen::limit_buffers(&socket, settings.send_buffer, settings.receive_buffer)
+                        .map_err(|e| format!("passed socket {}: {e}", passed.addr))?;
+                    let listener = TcpListener::from_std(std::net::TcpListener::from(socket));
+                    reactor.serve_listener(passed.kind, listener)
+                }
+                Proto::Udp => {
+                    let udp = UdpSocket::from_std(std::net::UdpSocket::from(socket));
+                    reactor.serve_udp(passed.kind, udp)
+                }
+            };
+            served.map_err(|e| e.to_string())?;
+        }
+        loops.push(reactor);
+    }
+    Ok(loops)
+}
+
+/// A loop with its share of the limits, watching the signals.
+fn new_loop(config: &Config) -> Result<Reactor, String> {
+    let settings = config.settings.share(config.threads);
+    let mut reactor = Reactor::new(settings).map_err(|e| format!("cannot create poller: {e}"))?;
+    reactor
+        .watch_signals()
+        .map_err(|e| format!("cannot watch signals: {e}"))?;
+    Ok(reactor)
 }
 
 fn init_logging(level: LevelFilter) {

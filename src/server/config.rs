@@ -26,8 +26,15 @@ Services (each on TCP and UDP, same port number; PORT 0 lets the OS choose):
   --rfc868 PORT|off        time, RFC 868: 4-byte seconds since 1900  (default 8037)
 
 Options:
-  --bind IP                address every service binds to (IPv4 or IPv6)
+  --bind ADDRESS           an address every service listens on: IPv4, IPv6 or a
+                           host name (resolved once, at start; every address it
+                           has is bound); repeat for several. IPv6 sockets are
+                           IPv6-only, so 0.0.0.0 and :: can both be given
                                                                      (default 127.0.0.1)
+  --user NAME              after binding, drop root and run as this user (needs
+                           root to start; e.g. for ports 7, 13, 37)
+  --group NAME             the group to run as with --user           (default: the
+                                                                      user's group)
   --ticks N                ticks per time-stream session, 0 to 1000000 (default 60)
   --interval-ms MS         interval between ticks, 1 to 86400000     (default 1000)
   --greeting-timeout-ms MS a time-stream client must finish its greeting line
@@ -160,10 +167,21 @@ pub fn default_port(kind: ServiceKind) -> u16 {
     }
 }
 
+/// Where the services listen: an address, or a host name to resolve at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindTarget {
+    Ip(IpAddr),
+    Host(String),
+}
+
 /// Everything `reactor` was asked to do.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub bind: IpAddr,
+    /// Every address each service listens on, in the order given.
+    pub bind: Vec<BindTarget>,
+    /// `--user`/`--group`: whom to become once the sockets are bound.
+    pub user: Option<String>,
+    pub group: Option<String>,
     /// Event loops (`--threads`), each a `Reactor` on its own thread.
     pub threads: usize,
     /// The services that are on, with their port (0 = OS's choice).
@@ -200,7 +218,15 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
         return Ok(Command::Version);
     }
     let defaults = Settings::default();
-    let bind = option(&mut args, "--bind", parse_ip)?.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let mut bind = repeated(&mut args, "--bind", parse_bind_target)?;
+    if bind.is_empty() {
+        bind.push(BindTarget::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    }
+    let user = option(&mut args, "--user", parse_name)?;
+    let group = option(&mut args, "--group", parse_name)?;
+    if group.is_some() && user.is_none() {
+        return Err(UsageError("--group: only with --user".into()));
+    }
     let threads = count(&mut args, "--threads", 1..=MAX_THREADS, 1)?;
 
     let mut services = Vec::new();
@@ -274,6 +300,8 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
     }
     Ok(Command::Run(Box::new(Config {
         bind,
+        user,
+        group,
         threads,
         services,
         settings,
@@ -294,6 +322,52 @@ fn option<T>(
             other => format!("{flag}: {other}"),
         })
     })
+}
+
+/// Every `--flag VALUE` of a repeatable flag, in order.
+fn repeated<T>(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, UsageError> {
+    let mut values = Vec::new();
+    while let Some(value) = option(args, flag, parse)? {
+        values.push(value);
+    }
+    Ok(values)
+}
+
+/// An IP address (bracketed IPv6 accepted), or something that can be a host name.
+fn parse_bind_target(text: &str) -> Result<BindTarget, String> {
+    if let Ok(ip) = parse_ip(text) {
+        return Ok(BindTarget::Ip(ip));
+    }
+    let is_host = !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if is_host {
+        Ok(BindTarget::Host(text.to_owned()))
+    } else {
+        Err(format!("'{text}' is neither an IP address nor a host name"))
+    }
+}
+
+/// A user or group name (or number): printable, no spaces, not too long.
+fn parse_name(text: &str) -> Result<String, String> {
+    let fine = !text.is_empty()
+        && text.len() <= 64
+        && text.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+    if fine {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("{text:?} is not a user or group name"))
+    }
 }
 
 /// The largest count any flag takes (connections, sessions, datagrams per second): far above
@@ -430,7 +504,11 @@ mod tests {
     #[test]
     fn defaults_follow_the_protocol_document() {
         let config = run_config(&[]);
-        assert_eq!(config.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            config.bind,
+            vec![BindTarget::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST))]
+        );
+        assert_eq!((config.user, config.group), (None, None));
         assert_eq!(
             config.services,
             vec![
@@ -462,7 +540,7 @@ mod tests {
             "--idle-timeout-ms",
             "0",
         ]);
-        assert_eq!(config.bind, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(config.bind, vec![BindTarget::Ip("::1".parse().unwrap())]);
         assert_eq!(
             config.services,
             vec![(ServiceKind::TimeStream, 0), (ServiceKind::Rfc868, 9037)]
@@ -494,7 +572,10 @@ mod tests {
     fn bad_input_names_the_flag() {
         let err = |args: &[&str]| parse(args).unwrap_err().0;
         assert!(err(&["--time", "99999"]).starts_with("--time: '99999' is not a port"));
-        assert!(err(&["--bind", "localhost"]).contains("not an IP address"));
+        assert!(err(&["--bind", "local host"]).contains("neither an IP address nor a host name"));
+        assert!(err(&["--bind", "a..b"]).contains("neither"));
+        assert_eq!(err(&["--group", "daemon"]), "--group: only with --user");
+        assert!(err(&["--user", "a b"]).contains("not a user or group name"));
         assert_eq!(err(&["--ticks"]), "--ticks: missing value");
         assert_eq!(
             err(&["--interval-ms", "0"]),
@@ -510,5 +591,28 @@ mod tests {
         assert!(err(&["--frobnicate"]).contains("unexpected argument '--frobnicate'"));
         assert!(matches!(parse(&["--help"]), Ok(Command::Help)));
         assert!(matches!(parse(&["-V"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn bind_repeats_and_takes_host_names() {
+        let config = run_config(&[
+            "--bind",
+            "127.0.0.1",
+            "--bind",
+            "[::1]",
+            "--bind",
+            "localhost",
+        ]);
+        assert_eq!(
+            config.bind,
+            vec![
+                BindTarget::Ip("127.0.0.1".parse().unwrap()),
+                BindTarget::Ip("::1".parse().unwrap()),
+                BindTarget::Host("localhost".into()),
+            ]
+        );
+        let config = run_config(&["--user", "nobody", "--group", "nogroup"]);
+        assert_eq!(config.user.as_deref(), Some("nobody"));
+        assert_eq!(config.group.as_deref(), Some("nogroup"));
     }
 }

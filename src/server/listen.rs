@@ -131,15 +131,26 @@ fn tcp_listener(addr: SocketAddr, options: &ListenOptions) -> io::Result<TcpList
     let socket = new_socket(addr, Type::STREAM, Protocol::TCP, options.reuse_port)?;
     // Rebinding right after a restart must not wait for old connections' TIME_WAIT.
     socket.set_reuse_address(true)?;
-    if let Some(bytes) = options.send_buffer {
-        socket.set_send_buffer_size(bytes)?;
-    }
-    if let Some(bytes) = options.receive_buffer {
-        socket.set_recv_buffer_size(bytes)?;
-    }
+    limit_buffers(&socket, options.send_buffer, options.receive_buffer)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Sets a listener's `SO_SNDBUF`/`SO_RCVBUF`, which its accepted sockets inherit (see
+/// [`ListenOptions`]); `None` leaves the kernel's autotuning.
+pub fn limit_buffers(
+    socket: &Socket,
+    send: Option<usize>,
+    receive: Option<usize>,
+) -> io::Result<()> {
+    if let Some(bytes) = send {
+        socket.set_send_buffer_size(bytes)?;
+    }
+    if let Some(bytes) = receive {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    Ok(())
 }
 
 fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
@@ -156,6 +167,11 @@ fn new_socket(
     reuse_port: bool,
 ) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
+    if addr.is_ipv6() {
+        // IPv6 only: `::` must not take IPv4's port too, so `--bind 0.0.0.0 --bind ::` works
+        // (and behaves the same whatever `net.ipv6.bindv6only` says).
+        socket.set_only_v6(true)?;
+    }
     // socket2 leaves sockets blocking; mio's `from_std` does not change that, and a blocking
     // socket would stall the whole loop in `accept` or `recv_from`.
     socket.set_nonblocking(true)?;

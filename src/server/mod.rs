@@ -1,12 +1,14 @@
 //! The server wing: the loop and the plumbing. Everything here knows about `mio`, sockets and
 //! tokens; nothing here knows what a protocol says.
 
+pub mod activation;
 pub mod config;
 pub mod connection;
 pub mod handler;
 pub mod listen;
 pub mod listener;
 pub mod per_source;
+pub mod privileges;
 pub mod rate_limit;
 pub mod reactor;
 pub mod readiness;

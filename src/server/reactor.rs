@@ -21,6 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
+use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
@@ -116,29 +117,53 @@ impl Reactor {
             receive_buffer: settings.receive_buffer,
         };
         let (listener, udp) = bind_pair(ip, kind, port, &options)?;
-        // The addresses the sockets really got (the port the OS chose, for port 0).
-        let addr_error = |source| BindError {
-            what: format!("{} {ip}", kind.name()),
+        self.serve_listener(kind, listener)?;
+        self.serve_udp(kind, udp)
+    }
+
+    /// Serves `kind` on a TCP listener that is already listening (bound here, or passed by a
+    /// supervisor).
+    pub fn serve_listener(
+        &mut self,
+        kind: ServiceKind,
+        listener: TcpListener,
+    ) -> Result<(), BindError> {
+        let addr = listener.local_addr().map_err(|source| BindError {
+            what: format!("{} tcp listener", kind.name()),
             source,
-        };
-        let tcp_addr = listener.local_addr().map_err(addr_error)?;
-        let udp_addr = udp.local_addr().map_err(addr_error)?;
+        })?;
         let mut listener = Listener::new(listener, kind);
-        let token = self.register(tcp_addr, kind, |registry, token| {
+        let token = self.register(addr, kind, |registry, token| {
             registry
                 .register(listener.socket_mut(), token, Interest::READABLE)
                 .map(|()| Entry::Listener(listener))
         })?;
         self.listeners.push(token);
-        let mut port = UdpPort::new(udp, kind);
-        self.register(udp_addr, kind, |registry, token| {
+        self.bound.push(BoundSocket {
+            kind,
+            proto: Proto::Tcp,
+            addr,
+        });
+        Ok(())
+    }
+
+    /// Serves `kind` on a bound UDP socket.
+    pub fn serve_udp(&mut self, kind: ServiceKind, socket: UdpSocket) -> Result<(), BindError> {
+        let addr = socket.local_addr().map_err(|source| BindError {
+            what: format!("{} udp socket", kind.name()),
+            source,
+        })?;
+        let mut port = UdpPort::new(socket, kind);
+        self.register(addr, kind, |registry, token| {
             registry
                 .register(port.socket_mut(), token, Interest::READABLE)
                 .map(|()| Entry::Udp(port))
         })?;
-        for (proto, addr) in [(Proto::Tcp, tcp_addr), (Proto::Udp, udp_addr)] {
-            self.bound.push(BoundSocket { kind, proto, addr });
-        }
+        self.bound.push(BoundSocket {
+            kind,
+            proto: Proto::Udp,
+            addr,
+        });
         Ok(())
     }
 
