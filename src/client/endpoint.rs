@@ -264,8 +264,9 @@ impl Endpoint {
     }
 
     /// Waits for the next connection on a listener, as long as it takes (waiting for clients
-    /// is what a listener is for), and returns it with the listener's timeout.
-    pub fn accept(&self) -> Result<Endpoint, EndpointError> {
+    /// is what a listener is for), and returns it with the listener's timeout, and the
+    /// client's address (as `accept(2)` fills it in).
+    pub fn accept(&self) -> Result<(Endpoint, SocketAddr), EndpointError> {
         let context = format!("accept on {}", self.local);
         let Socket::Listener(listener, timeout) = &self.socket else {
             return Err(EndpointError::invalid(context, "not a TCP listener"));
@@ -273,7 +274,8 @@ impl Endpoint {
         listener
             .accept()
             .and_then(|(stream, peer)| {
-                Self::from_socket(Socket::Stream(stream), Some(peer), *timeout)
+                let endpoint = Self::from_socket(Socket::Stream(stream), Some(peer), *timeout)?;
+                Ok((endpoint, peer))
             })
             .map_err(|err| EndpointError::new(context, err))
     }
@@ -377,11 +379,6 @@ impl Endpoint {
             local: self.local,
             peer: self.peer,
         })
-    }
-
-    /// The address of the other side, for a connected endpoint.
-    pub fn peer(&self) -> Option<SocketAddr> {
-        self.peer
     }
 
     /// Our own address (after binding port 0, the port the OS chose).
@@ -526,8 +523,8 @@ mod tests {
         let listener = Endpoint::bind(Protocol::Tcp, "127.0.0.1", 0, TIMEOUT).unwrap();
         let port = listener.local().port();
         let mut client = Endpoint::connect_tcp("localhost", port, TIMEOUT).unwrap();
-        let mut server = listener.accept().unwrap();
-        assert_eq!(server.peer(), Some(client.local()));
+        let (mut server, peer) = listener.accept().unwrap();
+        assert_eq!(peer, client.local());
 
         client.send(b"ping").unwrap();
         client.shutdown_write().unwrap();
