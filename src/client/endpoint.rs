@@ -347,6 +347,20 @@ impl Endpoint {
         .map_err(|err| EndpointError::new(context, err))
     }
 
+    /// Sends every write at once (`setsockopt(TCP_NODELAY)`) instead of letting Nagle's
+    /// algorithm hold a small segment back until the previous one is acknowledged: for a
+    /// server whose small replies must not wait. TCP connections only.
+    pub fn set_nodelay(&self, on: bool) -> Result<(), EndpointError> {
+        match &self.socket {
+            Socket::Stream(stream) => stream.set_nodelay(on),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a TCP connection",
+            )),
+        }
+        .map_err(|err| EndpointError::new(format!("set TCP_NODELAY on {}", self.name()), err))
+    }
+
     /// Tells a TCP peer we will send nothing more (`shutdown(SHUT_WR)`, a FIN) while still
     /// reading its replies: how an echo client says "that was all". UDP has no such signal, so
     /// for UDP this does nothing.
@@ -525,6 +539,7 @@ mod tests {
         let mut client = Endpoint::connect_tcp("localhost", port, TIMEOUT).unwrap();
         let (mut server, peer) = listener.accept().unwrap();
         assert_eq!(peer, client.local());
+        server.set_nodelay(true).unwrap();
 
         client.send(b"ping").unwrap();
         client.shutdown_write().unwrap();
@@ -611,6 +626,7 @@ mod tests {
         assert!(listener.send(b"x").is_err());
         assert!(listener.recv(&mut [0; 4]).is_err());
         assert!(listener.recv_from(&mut [0; 4]).is_err());
+        assert!(listener.set_nodelay(true).is_err());
         let udp = Endpoint::bind(Protocol::Udp, "127.0.0.1", 0, TIMEOUT).unwrap();
         let err = udp.accept().unwrap_err().to_string();
         assert_eq!(
