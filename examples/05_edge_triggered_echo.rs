@@ -39,8 +39,8 @@
 //! cargo run --example 05_edge_triggered_echo -- --port 8081                        # correct
 //! cargo run --example 05_edge_triggered_echo -- --port 8081 --one-read-per-event   # the bug
 //! ```
-//! It prints `listening echo tcp 127.0.0.1:8081` (port 0 lets the OS choose; default 8081);
-//! logs go to stderr.
+//! It prints `listening echo tcp 127.0.0.1:8081` (port 0 lets the OS choose); logs go to
+//! stderr. Options: `--port PORT` (8081), `--one-read-per-event` (off).
 //!
 //! **Try** (with the bug on):
 //! - `head -c 100000 /dev/zero | nc 127.0.0.1 8081 | wc -c` prints about 1024 or 2048 and
@@ -49,6 +49,8 @@
 //! - `nc 127.0.0.1 8081`, then paste a long text (over 1 KiB) in one go: only the first KiB
 //!   comes back. Press Enter: the next KiB arrives — the new byte made a new event.
 //! - Without the flag, both come back whole.
+mod common;
+
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -83,20 +85,16 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("05_edge_triggered_echo: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    match serve(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("05_edge_triggered_echo: {message}");
-            ExitCode::from(1)
-        }
-    }
+    common::run(
+        common::lesson!(),
+        |flags| {
+            Ok(Args {
+                port: flags.value("--port", 8081)?,
+                one_read_per_event: flags.switch("--one-read-per-event"),
+            })
+        },
+        |args| serve(&args),
+    )
 }
 
 fn serve(args: &Args) -> Result<(), String> {
@@ -107,11 +105,7 @@ fn serve(args: &Args) -> Result<(), String> {
         .register(&mut listener, SERVER, Interest::READABLE)
         .map_err(|e| format!("register: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let mut stdout = io::stdout().lock();
-    writeln!(stdout, "listening echo tcp {local}")
-        .and_then(|()| stdout.flush())
-        .map_err(|e| format!("stdout: {e}"))?;
-    drop(stdout);
+    common::announce([format!("listening echo tcp {local}")])?;
     if args.one_read_per_event {
         eprintln!("--one-read-per-event: one read per event (the bug), {READ_BUFFER} bytes each");
     }
@@ -163,7 +157,7 @@ fn accept_all(listener: &TcpListener, registry: &Registry, connections: &mut Sla
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-            // EMFILE and friends: stop for now (src/reactor.rs retries on a timer instead).
+            // EMFILE and friends: stop for now (src/server/reactor.rs retries on a timer instead).
             Err(e) => return eprintln!("accept: {e}"),
         };
         let entry = connections.vacant_entry();
@@ -245,20 +239,4 @@ fn update_interest(conn: &mut Connection, registry: &Registry, token: Token) -> 
         conn.writable_registered = wanted;
     }
     Ok(())
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = pico_args::Arguments::from_env();
-    let one_read_per_event = args.contains("--one-read-per-event");
-    let port = args
-        .opt_value_from_str("--port")
-        .map_err(|e| format!("--port: {e}"))?
-        .unwrap_or(8081);
-    match args.finish().first() {
-        Some(extra) => Err(format!("unexpected argument {extra:?}")),
-        None => Ok(Args {
-            port,
-            one_read_per_event,
-        }),
-    }
 }
