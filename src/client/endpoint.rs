@@ -19,6 +19,11 @@
 //!   connection refused` or `read from 127.0.0.1:8080: timed out`. Library code never exits the
 //!   process: the binaries decide what to print and which status to return.
 //! - **`close`** happens when the [`Endpoint`] is dropped.
+//!
+//! The clients (`time-client`, `echo-client`, `http-client`) connect with it; the server side
+//! ([`Endpoint::bind`], [`Endpoint::accept`], [`Endpoint::recv_from`], [`Endpoint::send_to`])
+//! is what the lab's blocking servers were written on, and so are the blocking examples:
+//! steps 1 and 3 (TCP) and step 2 (UDP, both sides) in `examples/`.
 
 use std::borrow::Cow;
 use std::error::Error;
