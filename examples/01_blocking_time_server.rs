@@ -5,23 +5,26 @@
 //! kernel has something for it. It works, for one client at a time — and that is the problem.
 //! A session lasts `--ticks` × `--interval-ms` (a minute by default), and during that minute
 //! the server is asleep in `sleep` or `write` on behalf of one client, while everybody else
-//! waits.
+//! waits. The sockets are the lab's `Endpoint` (`src/client/endpoint.rs`): `Endpoint::bind`,
+//! `accept`, `send`, with a timeout on every read and write of a client.
 //!
 //! **Syscalls, in order** (seen with `strace -f`, Linux):
-//! - `TcpListener::bind`: `socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC)`,
-//!   `setsockopt(SO_REUSEADDR)` (std sets it, so a restart can rebind at once), `bind`,
-//!   `listen(fd, 128)`; then `getsockname` to learn the port the OS chose for `--port 0`.
-//! - per client: `accept4(…, SOCK_CLOEXEC)` (blocks), `setsockopt(SO_RCVTIMEO)` for the
-//!   greeting timeout, `recvfrom` (std's `read` on a socket is `recv`, which is `recvfrom`),
-//!   then per tick `sendto(…, MSG_NOSIGNAL)` (std's `write`) and `clock_nanosleep` between
-//!   ticks, `shutdown(SHUT_WR)` after `Au Revoir`, `close`.
+//! - `Endpoint::bind`: `socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC)`, `setsockopt(SO_REUSEADDR)`
+//!   (std sets it, so a restart can rebind at once), `bind`, `listen(fd, 128)`, then
+//!   `getsockname` to learn the port the OS chose for `--port 0`.
+//! - per client: `accept4(…, SOCK_CLOEXEC)` (blocks), `setsockopt(SO_RCVTIMEO)` and
+//!   `setsockopt(SO_SNDTIMEO)` (the client's timeout), `getsockname`; then `recvfrom` for the
+//!   greeting (std's `read` on a socket is `recv`, which is `recvfrom`), per tick
+//!   `sendto(…, MSG_NOSIGNAL)` (std's `write`) and `clock_nanosleep` between ticks,
+//!   `shutdown(SHUT_WR)` after `Au Revoir`, `close`.
 //!
 //! **Run it.**
 //! ```sh
 //! cargo run --example 01_blocking_time_server -- --port 8080 --ticks 10
 //! ```
 //! It prints `listening time tcp 127.0.0.1:8080` on stdout (logs go to stderr); `--port 0`
-//! lets the OS choose. Options: `--ticks N` (60), `--interval-ms MS` (1000).
+//! lets the OS choose. Options: `--port PORT` (8080), `--ticks N` (60), `--interval-ms MS`
+//! (1000).
 //!
 //! **Try.**
 //! - Open two terminals and run `nc 127.0.0.1 8080` in both at once; type `Bonjour` and Enter
@@ -36,20 +39,25 @@
 //!
 //! The fixes, one idea each: step 3 gives every client a thread; steps 4–6 keep one thread
 //! and let the kernel tell it which socket is ready, and when the next tick is due.
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+mod common;
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::thread;
 use std::time::Duration;
 
+use inetloop::client::endpoint::{Endpoint, Protocol};
 use inetloop::services::clock::TICK_FORMAT;
+use inetloop::services::time_stream::{AU_REVOIR, GREETING_MAX, LINE_TOO_LONG};
 
-/// Longest greeting line accepted, not counting its `\r\n` (docs/PROTOCOLS.md §2).
-const GREETING_MAX: usize = 1024;
-/// How long a connected client may take to greet. Without it one silent client would hold
-/// the whole server forever; with it, "only" this long.
-const GREETING_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connected client may keep the server waiting: to greet, or to make room for a
+/// tick once it stopped reading. Without it one silent client would hold the whole server
+/// forever; with it, "only" this long.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// After a failed `accept` (typically `EMFILE`: out of descriptors), wait this long: retrying
+/// at once would fail again at full speed.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 struct Args {
     port: u16,
@@ -58,64 +66,51 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("01_blocking_time_server: {message}");
-            return ExitCode::from(2);
-        }
-    };
+    common::run(common::lesson!(), parse_args, serve)
+}
+
+fn parse_args(flags: &mut common::Flags) -> Result<Args, String> {
+    Ok(Args {
+        port: flags.value("--port", 8080)?,
+        ticks: flags.value("--ticks", 60)?,
+        interval: Duration::from_millis(flags.value("--interval-ms", 1000)?),
+    })
+}
+
+fn serve(args: Args) -> Result<(), String> {
     // socket(AF_INET, SOCK_STREAM) + setsockopt(SO_REUSEADDR) + bind + listen, all in here.
     // From `listen` on, the kernel completes handshakes by itself and queues the new
     // connections in the listen backlog, whether or not we ever call `accept`.
-    let listener = match TcpListener::bind((Ipv4Addr::LOCALHOST, args.port)) {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!(
-                "01_blocking_time_server: cannot bind port {}: {e}",
-                args.port
-            );
-            return ExitCode::from(1);
-        }
-    };
-    if let Err(e) = announce(&listener) {
-        eprintln!("01_blocking_time_server: {e}");
-        return ExitCode::from(1);
-    }
+    let listener = Endpoint::bind(Protocol::Tcp, "127.0.0.1", args.port, CLIENT_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    common::announce([format!("listening time tcp {}", listener.local())])?;
     loop {
-        // accept4: blocks until the backlog holds a connection, then hands us its own socket.
-        // While we are inside `serve` below, nobody calls accept: the next clients wait in
-        // the backlog (their connect() already succeeded) and hear nothing.
+        // accept4: blocks until the backlog holds a connection, then hands us its own socket
+        // (with CLIENT_TIMEOUT on its reads and writes). While we are inside `session` below,
+        // nobody calls accept: the next clients wait in the backlog (their connect() already
+        // succeeded) and hear nothing.
         match listener.accept() {
-            Ok((stream, peer)) => match serve(&stream, peer, &args) {
+            Ok((client, peer)) => match session(client, peer, &args) {
                 Ok(()) => eprintln!("{peer}: session over"),
-                // EPIPE / ECONNRESET: the client left. std writes with MSG_NOSIGNAL, so this is
-                // an error value, not a SIGPIPE that kills us; that session ends, nothing else.
-                Err(e) => eprintln!("{peer}: {e}"),
+                // EPIPE / ECONNRESET: the client left. std writes with MSG_NOSIGNAL, so this
+                // is an error value, not a SIGPIPE that kills us; that session ends, nothing
+                // else. (The error names the peer: `write to 127.0.0.1:41234: broken pipe`.)
+                Err(e) => eprintln!("{e}"),
             },
-            // EMFILE (out of descriptors) and friends: the listener is still fine. Wait a
-            // little instead of retrying at once, which would fail again at full speed.
+            // EMFILE (out of descriptors) and friends: the listener is still fine.
             Err(e) => {
-                eprintln!("accept: {e}");
-                thread::sleep(Duration::from_millis(100));
+                eprintln!("{e}");
+                thread::sleep(ACCEPT_RETRY);
             }
         }
-        // `stream` was dropped at the end of the match arm: close(2).
+        // `client` was dropped at the end of `session`: close(2).
     }
-}
-
-/// The stdout contract: one `listening …` line per socket, flushed before serving.
-fn announce(listener: &TcpListener) -> io::Result<()> {
-    let addr = listener.local_addr()?; // getsockname: the port the OS chose for port 0
-    let mut stdout = io::stdout().lock();
-    writeln!(stdout, "listening time tcp {addr}")?;
-    stdout.flush()
 }
 
 /// One whole session. Every call in here blocks, so the server does nothing else until it
 /// returns: that is the problem this file exists to show.
-fn serve(mut stream: &TcpStream, peer: SocketAddr, args: &Args) -> io::Result<()> {
-    let Some(greeting) = read_greeting(stream)? else {
+fn session(mut client: Endpoint, peer: SocketAddr, args: &Args) -> io::Result<()> {
+    let Some(greeting) = read_greeting(&mut client)? else {
         return Ok(()); // the client left, or its line was too long (answered already)
     };
     eprintln!("{peer}: greeting {greeting:?}");
@@ -128,25 +123,25 @@ fn serve(mut stream: &TcpStream, peer: SocketAddr, args: &Args) -> io::Result<()
         // One send per tick (`sendto`). It returns as soon as the bytes are in the kernel's
         // send buffer, long before the client reads them.
         let tick = chrono::Local::now().format(TICK_FORMAT);
-        stream.write_all(format!("{tick}\n").as_bytes())?;
+        client.send(format!("{tick}\n").as_bytes())?;
     }
-    stream.write_all(b"Au Revoir\n")?;
+    client.send(format!("{AU_REVOIR}\n").as_bytes())?;
     // shutdown(SHUT_WR): FIN after the last byte. (Bytes the client sent after its greeting
     // are never read here; closing a socket with unread input makes Linux send RST instead,
-    // which the reactor avoids by lingering — see src/connection.rs.)
-    stream.shutdown(Shutdown::Write)
+    // which the reactor avoids by lingering — see src/server/connection.rs.)
+    Ok(client.shutdown_write()?)
 }
 
 /// Reads the greeting line: `None` if the client left first, or sent a line longer than
 /// [`GREETING_MAX`] (it is told so).
-fn read_greeting(stream: &TcpStream) -> io::Result<Option<String>> {
-    // SO_RCVTIMEO: a blocking read gives up after this long (EAGAIN, as `WouldBlock`).
-    stream.set_read_timeout(Some(GREETING_TIMEOUT))?;
+fn read_greeting(client: &mut Endpoint) -> io::Result<Option<String>> {
     let cap = GREETING_MAX + 2; // the line and its "\r\n"
     let mut line = Vec::new();
     // recv returns whatever has arrived (maybe half a line, maybe more than one):
-    // BufReader keeps reading until the newline, but never more than the cap allows.
-    BufReader::new(stream)
+    // BufReader keeps reading until the newline, but never more than the cap allows. A
+    // client that sends nothing for CLIENT_TIMEOUT makes recv fail with "timed out"
+    // (SO_RCVTIMEO).
+    BufReader::new(&mut *client)
         .take(cap as u64)
         .read_until(b'\n', &mut line)?;
     if !line.ends_with(b"\n") && line.len() < cap {
@@ -155,35 +150,8 @@ fn read_greeting(stream: &TcpStream) -> io::Result<Option<String>> {
     let text = line.strip_suffix(b"\n").unwrap_or(&line);
     let text = text.strip_suffix(b"\r").unwrap_or(text);
     if text.len() > GREETING_MAX {
-        (&*stream).write_all(b"error: line too long\n")?;
+        client.send(LINE_TOO_LONG.as_bytes())?;
         return Ok(None);
     }
     Ok(Some(String::from_utf8_lossy(text).into_owned()))
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = pico_args::Arguments::from_env();
-    let parsed = Args {
-        port: flag(&mut args, "--port", 8080)?,
-        ticks: flag(&mut args, "--ticks", 60)?,
-        interval: Duration::from_millis(flag(&mut args, "--interval-ms", 1000)?),
-    };
-    match args.finish().first() {
-        Some(extra) => Err(format!("unexpected argument {extra:?}")),
-        None => Ok(parsed),
-    }
-}
-
-/// `--name VALUE` parsed as `T`, or `default`; an error names the flag.
-fn flag<T: FromStr>(
-    args: &mut pico_args::Arguments,
-    name: &'static str,
-    default: T,
-) -> Result<T, String>
-where
-    T::Err: std::fmt::Display,
-{
-    args.opt_value_from_str(name)
-        .map(|value| value.unwrap_or(default))
-        .map_err(|e| format!("{name}: {e}"))
 }

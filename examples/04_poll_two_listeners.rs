@@ -28,7 +28,7 @@
 //! cargo run --example 04_poll_two_listeners -- --echo 8081 --daytime 8013
 //! ```
 //! It prints `listening echo tcp …` and `listening daytime tcp …` (port 0 lets the OS choose);
-//! logs go to stderr. Defaults: echo 8081, daytime 8013.
+//! logs go to stderr. Options: `--echo PORT` (8081), `--daytime PORT` (8013).
 //!
 //! **Try.**
 //! - `nc 127.0.0.1 8081` in two terminals and type in both, while `nc 127.0.0.1 8013` in a
@@ -38,10 +38,11 @@
 //!   when the last bytes came together with the client's FIN (`nc -N`).
 //! - `ss -tan '( sport = :8081 )'` while clients are connected: every connection is its own
 //!   socket (and descriptor), but none of them has a thread.
+mod common;
+
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
-use std::str::FromStr;
 
 use inetloop::services::clock::daytime_text;
 use mio::net::{TcpListener, TcpStream};
@@ -68,20 +69,16 @@ struct EchoClient {
 }
 
 fn main() -> ExitCode {
-    let (echo_port, daytime_port) = match parse_args() {
-        Ok(ports) => ports,
-        Err(message) => {
-            eprintln!("04_poll_two_listeners: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    match serve(echo_port, daytime_port) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("04_poll_two_listeners: {message}");
-            ExitCode::from(1)
-        }
-    }
+    common::run(
+        common::lesson!(),
+        |flags| {
+            Ok((
+                flags.value("--echo", 8081)?,
+                flags.value("--daytime", 8013)?,
+            ))
+        },
+        |(echo_port, daytime_port)| serve(echo_port, daytime_port),
+    )
 }
 
 fn serve(echo_port: u16, daytime_port: u16) -> Result<(), String> {
@@ -89,13 +86,13 @@ fn serve(echo_port: u16, daytime_port: u16) -> Result<(), String> {
     let mut poll = Poll::new().map_err(|e| format!("cannot create poller: {e}"))?;
     let mut echo = listen(&poll, "echo", echo_port, ECHO)?;
     let mut daytime = listen(&poll, "daytime", daytime_port, DAYTIME)?;
-    let mut stdout = io::stdout().lock();
-    for (name, listener) in [("echo", &echo), ("daytime", &daytime)] {
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        writeln!(stdout, "listening {name} tcp {addr}").map_err(|e| e.to_string())?;
-    }
-    stdout.flush().map_err(|e| e.to_string())?;
-    drop(stdout);
+    // getsockname: the ports the OS chose for port 0.
+    let echo_addr = echo.local_addr().map_err(|e| e.to_string())?;
+    let daytime_addr = daytime.local_addr().map_err(|e| e.to_string())?;
+    common::announce([
+        format!("listening echo tcp {echo_addr}"),
+        format!("listening daytime tcp {daytime_addr}"),
+    ])?;
 
     let mut events = Events::with_capacity(128);
     let mut clients: Slab<EchoClient> = Slab::new();
@@ -181,7 +178,7 @@ fn accept_all(listener: &mut TcpListener, name: &str, mut take: impl FnMut(TcpSt
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
             // EMFILE and friends: stop for now. The connections still queued are served when
-            // the next one arrives; the reactor instead retries on a timer (src/reactor.rs).
+            // the next one arrives; the reactor instead retries on a timer (src/server/reactor.rs).
             Err(e) => {
                 eprintln!("{name} accept: {e}");
                 return;
@@ -230,30 +227,4 @@ fn echo_what_we_can(client: &mut EchoClient, buf: &mut [u8]) -> io::Result<bool>
             Err(e) => return Err(e),
         }
     }
-}
-
-fn parse_args() -> Result<(u16, u16), String> {
-    let mut args = pico_args::Arguments::from_env();
-    let ports = (
-        flag(&mut args, "--echo", 8081)?,
-        flag(&mut args, "--daytime", 8013)?,
-    );
-    match args.finish().first() {
-        Some(extra) => Err(format!("unexpected argument {extra:?}")),
-        None => Ok(ports),
-    }
-}
-
-/// `--name VALUE` parsed as `T`, or `default`; an error names the flag.
-fn flag<T: FromStr>(
-    args: &mut pico_args::Arguments,
-    name: &'static str,
-    default: T,
-) -> Result<T, String>
-where
-    T::Err: std::fmt::Display,
-{
-    args.opt_value_from_str(name)
-        .map(|value| value.unwrap_or(default))
-        .map_err(|e| format!("{name}: {e}"))
 }

@@ -28,27 +28,36 @@
 //!   are pending; the `EPOLLOUT` event that comes when the client reads again flushes, reads
 //!   on, and once nothing is pending `epoll_ctl(MOD)` drops `EPOLLOUT` again. At the client's
 //!   FIN (`recvfrom` returns 0): `epoll_ctl(DEL)`, `close`.
-//! - `--one-read-per-event`: exactly one `recvfrom` per `epoll_wait`, never an `EAGAIN`: a
-//!   100 KiB send gets 1 or 2 KiB echoed, then `epoll_wait` sleeps on 98 KiB of input; each
-//!   later byte from the client wakes it for one more KiB. Even the client's hang-up
-//!   (`EPOLLHUP|EPOLLERR`) is then met with one more read of old bytes, and the connection is
-//!   never closed.
+//! - `--one-read-per-event`: exactly one `recvfrom` per `epoll_wait`, never an `EAGAIN`: one
+//!   KiB per wakeup, whatever arrived. How many wakeups a 100,000-byte send makes depends on
+//!   how it reaches the socket, not on the server: `nc` writes it in 16 KiB pieces, so up to
+//!   seven segments, each a new event unless several land before the server wakes — between
+//!   1 and 7 KiB come back (3 to 7 in ten runs on the project's machine), and `epoll_wait`
+//!   sleeps on the rest. Each later byte from the client wakes it for one more KiB. Even the
+//!   client's FIN (`EPOLLRDHUP`) is met with one read of old bytes and nothing else: the
+//!   socket stays in `CLOSE-WAIT` with the rest unread long after the client has gone. Only
+//!   a reset ends it (the client closed while echoes were still coming): `sendto` fails with
+//!   `EPIPE`, then `epoll_ctl(DEL)`, `close`.
 //!
 //! **Run it.**
 //! ```sh
 //! cargo run --example 05_edge_triggered_echo -- --port 8081                        # correct
 //! cargo run --example 05_edge_triggered_echo -- --port 8081 --one-read-per-event   # the bug
 //! ```
-//! It prints `listening echo tcp 127.0.0.1:8081` (port 0 lets the OS choose; default 8081);
-//! logs go to stderr.
+//! It prints `listening echo tcp 127.0.0.1:8081` (port 0 lets the OS choose); logs go to
+//! stderr. Options: `--port PORT` (8081), `--one-read-per-event` (off).
 //!
 //! **Try** (with the bug on):
-//! - `head -c 100000 /dev/zero | nc 127.0.0.1 8081 | wc -c` prints about 1024 or 2048 and
-//!   hangs (Ctrl-C). The rest is sitting in the server's socket: in another terminal,
-//!   `ss -tan '( sport = :8081 )'` shows the server side's `Recv-Q` at ~98000 bytes.
+//! - `head -c 100000 /dev/zero | timeout 10 nc 127.0.0.1 8081 | wc -c` prints a few thousand
+//!   bytes once `timeout` stops `nc` (one KiB per event; 3072 to 7168 here). Meanwhile, in
+//!   another terminal, `ss -tan '( sport = :8081 )'` shows the rest sitting in the server's
+//!   socket: its `Recv-Q` is 100000 minus what came back. With `nc -N` (FIN after the input)
+//!   the server's side stays in `CLOSE-WAIT` with that `Recv-Q` after `nc` has exited.
 //! - `nc 127.0.0.1 8081`, then paste a long text (over 1 KiB) in one go: only the first KiB
 //!   comes back. Press Enter: the next KiB arrives — the new byte made a new event.
 //! - Without the flag, both come back whole.
+mod common;
+
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -83,20 +92,16 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("05_edge_triggered_echo: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    match serve(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("05_edge_triggered_echo: {message}");
-            ExitCode::from(1)
-        }
-    }
+    common::run(
+        common::lesson!(),
+        |flags| {
+            Ok(Args {
+                port: flags.value("--port", 8081)?,
+                one_read_per_event: flags.switch("--one-read-per-event"),
+            })
+        },
+        |args| serve(&args),
+    )
 }
 
 fn serve(args: &Args) -> Result<(), String> {
@@ -107,11 +112,7 @@ fn serve(args: &Args) -> Result<(), String> {
         .register(&mut listener, SERVER, Interest::READABLE)
         .map_err(|e| format!("register: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let mut stdout = io::stdout().lock();
-    writeln!(stdout, "listening echo tcp {local}")
-        .and_then(|()| stdout.flush())
-        .map_err(|e| format!("stdout: {e}"))?;
-    drop(stdout);
+    common::announce([format!("listening echo tcp {local}")])?;
     if args.one_read_per_event {
         eprintln!("--one-read-per-event: one read per event (the bug), {READ_BUFFER} bytes each");
     }
@@ -163,7 +164,7 @@ fn accept_all(listener: &TcpListener, registry: &Registry, connections: &mut Sla
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-            // EMFILE and friends: stop for now (src/reactor.rs retries on a timer instead).
+            // EMFILE and friends: stop for now (src/server/reactor.rs retries on a timer instead).
             Err(e) => return eprintln!("accept: {e}"),
         };
         let entry = connections.vacant_entry();
@@ -245,20 +246,4 @@ fn update_interest(conn: &mut Connection, registry: &Registry, token: Token) -> 
         conn.writable_registered = wanted;
     }
     Ok(())
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = pico_args::Arguments::from_env();
-    let one_read_per_event = args.contains("--one-read-per-event");
-    let port = args
-        .opt_value_from_str("--port")
-        .map_err(|e| format!("--port: {e}"))?
-        .unwrap_or(8081);
-    match args.finish().first() {
-        Some(extra) => Err(format!("unexpected argument {extra:?}")),
-        None => Ok(Args {
-            port,
-            one_read_per_event,
-        }),
-    }
 }

@@ -7,7 +7,7 @@
 //! deadline*. `epoll_wait` then returns either because a socket is ready (a new client, a
 //! greeting) or because that deadline has come, and the loop does both kinds of work the same
 //! way: events first, then every timer that is due. This is redis's `aeProcessEvents` and the
-//! core of `src/reactor.rs`. Ticks are scheduled at `start + k × interval` (not "now +
+//! core of `src/server/reactor.rs`. Ticks are scheduled at `start + k × interval` (not "now +
 //! interval"), so a late wakeup never delays the rest of the session. A session that ends
 //! leaves its timer in the heap; the timer carries the session's id and is dropped when it
 //! comes up (lazy cancelling — the slab slot may belong to another session by then).
@@ -32,8 +32,8 @@
 //! ```sh
 //! cargo run --example 06_timers_in_the_loop -- --port 8080 --ticks 10
 //! ```
-//! It prints `listening time tcp 127.0.0.1:8080` (port 0 lets the OS choose); options
-//! `--ticks N` (60), `--interval-ms MS` (1000).
+//! It prints `listening time tcp 127.0.0.1:8080` (port 0 lets the OS choose); logs go to
+//! stderr. Options: `--port PORT` (8080), `--ticks N` (60), `--interval-ms MS` (1000).
 //!
 //! **Try.**
 //! - `nc 127.0.0.1 8080` in two terminals, greeting in each half a second apart: both stream
@@ -42,15 +42,17 @@
 //!   stays at 1.
 //! - `strace -f -e trace=epoll_wait,sendto -p $PID`: every `epoll_wait` timeout is the gap to
 //!   the next tick of some session.
+mod common;
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use inetloop::services::clock::TICK_FORMAT;
+use inetloop::services::time_stream::{AU_REVOIR, GREETING_MAX, LINE_TOO_LONG};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
@@ -58,8 +60,6 @@ use slab::Slab;
 const SERVER: Token = Token(0);
 /// Session `key` in the slab has `Token(key + 1)`: token 0 is the listener's.
 const FIRST_SESSION: usize = 1;
-/// Longest greeting line accepted, not counting its `\r\n` (docs/PROTOCOLS.md §2).
-const GREETING_MAX: usize = 1024;
 
 /// A deadline in the heap: when, and for which session. Ordered by `deadline` first, so the
 /// heap's top (under `Reverse`) is always the earliest.
@@ -104,20 +104,18 @@ struct Schedule {
 }
 
 fn main() -> ExitCode {
-    let (port, schedule) = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("06_timers_in_the_loop: {message}");
-            return ExitCode::from(2);
-        }
+    common::run(common::lesson!(), parse_args, |(port, schedule)| {
+        serve(port, schedule)
+    })
+}
+
+fn parse_args(flags: &mut common::Flags) -> Result<(u16, Schedule), String> {
+    let port = flags.value("--port", 8080)?;
+    let schedule = Schedule {
+        ticks: flags.value("--ticks", 60)?,
+        interval: Duration::from_millis(flags.value("--interval-ms", 1000)?),
     };
-    match serve(port, schedule) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("06_timers_in_the_loop: {message}");
-            ExitCode::from(1)
-        }
-    }
+    Ok((port, schedule))
 }
 
 fn serve(port: u16, schedule: Schedule) -> Result<(), String> {
@@ -128,11 +126,7 @@ fn serve(port: u16, schedule: Schedule) -> Result<(), String> {
         .register(&mut listener, SERVER, Interest::READABLE)
         .map_err(|e| format!("register: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let mut stdout = io::stdout().lock();
-    writeln!(stdout, "listening time tcp {local}")
-        .and_then(|()| stdout.flush())
-        .map_err(|e| format!("stdout: {e}"))?;
-    drop(stdout);
+    common::announce([format!("listening time tcp {local}")])?;
 
     let mut events = Events::with_capacity(128);
     let mut sessions: Slab<Session> = Slab::new();
@@ -207,7 +201,7 @@ fn accept_all(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-            // EMFILE and friends: stop for now (src/reactor.rs retries on a timer instead).
+            // EMFILE and friends: stop for now (src/server/reactor.rs retries on a timer instead).
             Err(e) => return eprintln!("accept: {e}"),
         };
         let entry = sessions.vacant_entry();
@@ -276,7 +270,7 @@ impl Session {
             match greeting(line) {
                 Greeting::Incomplete => {}
                 Greeting::TooLong => {
-                    let _ = send(&mut self.stream, b"error: line too long\n");
+                    let _ = send(&mut self.stream, LINE_TOO_LONG.as_bytes());
                     return Next::Close;
                 }
                 Greeting::Line(text) => {
@@ -314,7 +308,7 @@ impl Session {
         if *sent < schedule.ticks {
             return Next::TickAt(*start + schedule.interval * *sent);
         }
-        if let Err(e) = send(&mut self.stream, b"Au Revoir\n") {
+        if let Err(e) = send(&mut self.stream, format!("{AU_REVOIR}\n").as_bytes()) {
             eprintln!("{}: {e}", self.peer);
         }
         Next::Close
@@ -351,31 +345,4 @@ fn send(stream: &mut TcpStream, line: &[u8]) -> io::Result<()> {
     // `write_all` would hide how much went out before a WouldBlock (mio #1854); that is only
     // acceptable here because any failure closes the session.
     stream.write_all(line)
-}
-
-fn parse_args() -> Result<(u16, Schedule), String> {
-    let mut args = pico_args::Arguments::from_env();
-    let port = flag(&mut args, "--port", 8080)?;
-    let schedule = Schedule {
-        ticks: flag(&mut args, "--ticks", 60)?,
-        interval: Duration::from_millis(flag(&mut args, "--interval-ms", 1000)?),
-    };
-    match args.finish().first() {
-        Some(extra) => Err(format!("unexpected argument {extra:?}")),
-        None => Ok((port, schedule)),
-    }
-}
-
-/// `--name VALUE` parsed as `T`, or `default`; an error names the flag.
-fn flag<T: FromStr>(
-    args: &mut pico_args::Arguments,
-    name: &'static str,
-    default: T,
-) -> Result<T, String>
-where
-    T::Err: std::fmt::Display,
-{
-    args.opt_value_from_str(name)
-        .map(|value| value.unwrap_or(default))
-        .map_err(|e| format!("{name}: {e}"))
 }

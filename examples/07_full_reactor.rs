@@ -8,23 +8,23 @@
 //! service and every option.
 //!
 //! **Where to read what**, following the steps:
-//! - `src/reactor.rs` — the loop (step 6's shape: timeout from the timer heap, `poll`,
+//! - `src/server/reactor.rs` — the loop (step 6's shape: timeout from the timer heap, `poll`,
 //!   dispatch by token, fire due timers) and accepting (step 4's accept-until-`WouldBlock`,
 //!   plus a per-turn budget, and on `EMFILE` a pause retried on a timer instead of spinning).
-//! - `src/connection.rs` — step 5 grown up: read until `WouldBlock`, bounded output,
+//! - `src/server/connection.rs` — step 5 grown up: read until `WouldBlock`, bounded output,
 //!   `WRITABLE` only while output is pending, backpressure that resumes on its own, FIN after
 //!   the last byte, lingering for the peer's FIN, the idle timeout.
-//! - `src/udp.rs` — step 2 without blocking: `recv_from` until `WouldBlock`, replies through a
-//!   bounded send queue.
+//! - `src/server/udp.rs` — step 2 without blocking: `recv_from` until `WouldBlock`, replies
+//!   through a bounded send queue.
 //! - `src/services/` — the protocols as state machines that never touch a socket:
 //!   `time_stream.rs` (step 6's schedule, TCP and UDP), `echo.rs`, `daytime.rs`, `rfc868.rs`;
-//!   `mod.rs` lists the entry points every service implements.
-//! - `src/listen.rs` — binding each service's TCP listener and UDP socket on one port number
-//!   (a backlog of 1024, `SO_REUSEPORT` for `--threads`).
-//! - `src/timer.rs` — step 6's heap; `src/slots.rs` — the slab, with a generation in every
-//!   token so a stale event or timer can never reach a connection that reused the slot.
-//! - `src/buffer.rs` — the capped line reader and the bounded output buffer;
-//!   `src/readiness.rs` — an event's flags and the `would_block`/`interrupted` helpers.
+//!   `mod.rs` lists the entry points every service implements; `line.rs` is the capped line
+//!   reader and `output.rs` the bounded output buffer they share.
+//! - `src/server/listen.rs` — binding each service's TCP listener and UDP socket on one port
+//!   number (a backlog of 1024, `SO_REUSEPORT` for `--threads`).
+//! - `src/server/timer.rs` — step 6's heap; `src/slots.rs` — the slab, with a generation in
+//!   every token so a stale event or timer can never reach a connection that reused the slot.
+//! - `src/server/readiness.rs` — an event's flags and the `would_block`/`interrupted` helpers.
 //!
 //! **Syscalls** (seen with `strace -f -e trace=network,epoll_wait,epoll_ctl,socketpair`):
 //! `epoll_create1`; per service a TCP listener (`socket(…SOCK_NONBLOCK)`,
@@ -48,43 +48,37 @@
 //! **Try.** Everything from the earlier steps at once: several `nc 127.0.0.1 8080` time
 //! streams, `echo hello | nc -N 127.0.0.1 8081`, `echo | nc -u -w1 127.0.0.1 8080` (UDP time
 //! stream), the 100 KiB paste from step 5 — then Ctrl-C: live sessions get `Au Revoir`.
+mod common;
+
 use std::error::Error;
-use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::time::Duration;
 
 use inetloop::server::config::Settings;
 use inetloop::server::reactor::Reactor;
 use inetloop::services::ServiceKind;
 use log::LevelFilter;
-use simplelog::{ColorChoice, TermLogger, TerminalMode};
 
 const BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 fn main() -> ExitCode {
-    let (services, settings) = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("07_full_reactor: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    // The library logs through `log`; send it to stderr. (Fails only if a logger is set.)
-    let _ = TermLogger::init(
-        LevelFilter::Info,
-        simplelog::Config::default(),
-        TerminalMode::Stderr,
-        ColorChoice::Auto,
-    );
-    match serve(&services, settings) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("07_full_reactor: {e}");
-            ExitCode::from(1)
-        }
-    }
+    common::run(common::lesson!(), parse_args, |(services, settings)| {
+        // The library logs through `log`; send it to stderr.
+        common::log_to_stderr(LevelFilter::Info);
+        serve(&services, settings).map_err(|e| e.to_string())
+    })
+}
+
+fn parse_args(flags: &mut common::Flags) -> Result<(Vec<(ServiceKind, u16)>, Settings), String> {
+    let services = vec![
+        (ServiceKind::TimeStream, flags.value("--time", 8080)?),
+        (ServiceKind::Echo, flags.value("--echo", 8081)?),
+    ];
+    let mut settings = Settings::default();
+    settings.service.ticks = flags.value("--ticks", 60)?;
+    settings.service.interval = Duration::from_millis(flags.value("--interval-ms", 1000)?);
+    Ok((services, settings))
 }
 
 /// Steps 4–6 and everything they left out, from the library.
@@ -96,41 +90,7 @@ fn serve(services: &[(ServiceKind, u16)], settings: Settings) -> Result<(), Box<
     }
     // SIGINT/SIGTERM become one more event source (a self-pipe): Ctrl-C says Au Revoir.
     reactor.watch_signals()?;
-    let mut stdout = io::stdout().lock();
-    for socket in reactor.bound() {
-        writeln!(stdout, "{socket}")?; // listening <service> <tcp|udp> <ip:port>
-    }
-    stdout.flush()?;
-    drop(stdout);
+    common::announce(reactor.bound())?; // listening <service> <tcp|udp> <ip:port>
     reactor.run()?; // the loop, until a signal and a graceful goodbye
     Ok(())
-}
-
-fn parse_args() -> Result<(Vec<(ServiceKind, u16)>, Settings), String> {
-    let mut args = pico_args::Arguments::from_env();
-    let services = vec![
-        (ServiceKind::TimeStream, flag(&mut args, "--time", 8080)?),
-        (ServiceKind::Echo, flag(&mut args, "--echo", 8081)?),
-    ];
-    let mut settings = Settings::default();
-    settings.service.ticks = flag(&mut args, "--ticks", 60)?;
-    settings.service.interval = Duration::from_millis(flag(&mut args, "--interval-ms", 1000)?);
-    match args.finish().first() {
-        Some(extra) => Err(format!("unexpected argument {extra:?}")),
-        None => Ok((services, settings)),
-    }
-}
-
-/// `--name VALUE` parsed as `T`, or `default`; an error names the flag.
-fn flag<T: FromStr>(
-    args: &mut pico_args::Arguments,
-    name: &'static str,
-    default: T,
-) -> Result<T, String>
-where
-    T::Err: std::fmt::Display,
-{
-    args.opt_value_from_str(name)
-        .map(|value| value.unwrap_or(default))
-        .map_err(|e| format!("{name}: {e}"))
 }

@@ -113,17 +113,11 @@ impl Example {
             .expect("a Threads: line")
     }
 
-    /// Waits (bounded) until the process has `count` threads.
+    /// Waits until the process has `count` threads, for at most `IO_TIMEOUT`. A thread's exit
+    /// sends nothing on any socket, so there are no bytes to wait on: this polls
+    /// `/proc/<pid>/status`, the only place it shows.
     fn wait_for_threads(&self, count: usize) {
-        let deadline = Instant::now() + IO_TIMEOUT;
-        while self.threads() != count {
-            assert!(
-                Instant::now() < deadline,
-                "{} threads, expected {count}",
-                self.threads()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+        wait_until(&format!("{count} threads"), || self.threads() == count);
     }
 
     /// Everything the server logged so far (its stderr).
@@ -152,15 +146,47 @@ fn run_to_end(name: &str, args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+    // Both pipes reach EOF when the process exits (no example closes them earlier): wait for
+    // that, each pipe read on its own thread so neither can fill up and stall the other.
+    let stdout = read_to_eof(child.stdout.take().expect("stdout is piped"));
+    let stderr = read_to_eof(child.stderr.take().expect("stderr is piped"));
     let deadline = Instant::now() + IO_TIMEOUT;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
+    let collect = |pipe: mpsc::Receiver<Vec<u8>>| {
+        pipe.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+    };
+    match (collect(stdout), collect(stderr)) {
+        (Ok(stdout), Ok(stderr)) => Output {
+            status: child.wait().expect("wait for the example"),
+            stdout,
+            stderr,
+        },
+        _ => {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("{name} {args:?} still running after {IO_TIMEOUT:?}");
         }
-        thread::sleep(Duration::from_millis(10));
     }
-    child.wait_with_output().expect("collect output")
+}
+
+/// Reads `pipe` to its end on a thread; the bytes arrive on the returned channel.
+fn read_to_eof(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        let _ = sender.send(bytes);
+    });
+    receiver
+}
+
+/// Polls `condition` until it holds, failing the test after `IO_TIMEOUT`: for a state that
+/// shows in no socket, only in `/proc`.
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "no {what} after {IO_TIMEOUT:?}");
+        thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Connects to a time server and sends the greeting line.
@@ -212,6 +238,76 @@ fn a_missing_example_binary_is_reported_with_the_fix() {
         .downcast_ref::<String>()
         .expect("panic message is a String");
     assert!(message.contains("cargo build --examples"), "{message}");
+}
+
+/// The names of the examples: every `.rs` file directly in `examples/`.
+fn all_examples() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("read examples/")
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            Some(name.strip_suffix(".rs")?.to_string())
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 7, "examples found: {names:?}");
+    names
+}
+
+#[test]
+fn every_example_answers_help_and_refuses_an_unknown_flag() {
+    for name in all_examples() {
+        let step = name
+            .split('_')
+            .next()
+            .expect("NN_ prefix")
+            .trim_start_matches('0');
+        for help in ["--help", "-h"] {
+            let output = run_to_end(&name, &[help]);
+            let text = String::from_utf8_lossy(&output.stdout);
+            assert_eq!(output.status.code(), Some(0), "{name} {help}: {text}");
+            assert!(output.stderr.is_empty(), "{name} {help} wrote on stderr");
+            // What it teaches, and how to try it: the file's own doc, plain text.
+            assert!(
+                text.starts_with(&format!("Step {step}: ")),
+                "{name}: {text}"
+            );
+            for part in [
+                "What it teaches.",
+                "Run it.",
+                "Try",
+                &format!("--example {name}"),
+            ] {
+                assert!(text.contains(part), "{name} {help} lacks {part:?}:\n{text}");
+            }
+            assert!(
+                !text.contains("```") && !text.contains("**"),
+                "{name}: {text}"
+            );
+        }
+        // After a subcommand too (step 2): --help wins over everything else on the line.
+        let output = run_to_end(&name, &["server", "--port", "0", "--help"]);
+        assert_eq!(output.status.code(), Some(0), "{name} server --help");
+
+        let args: &[&str] = if name == "02_udp_time" {
+            &["server", "--no-such-flag"]
+        } else {
+            &["--no-such-flag"]
+        };
+        let output = run_to_end(&name, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name} {args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            format!("{name}: unexpected argument '--no-such-flag' (see --help)"),
+            "{name} {args:?}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "{name} {args:?} printed on stdout"
+        );
+    }
 }
 
 #[test]
@@ -493,7 +589,10 @@ fn step6_timer_heap_spaces_ticks_by_the_interval_for_overlapping_sessions() {
     let sessions: Vec<_> = (0..2)
         .map(|i| {
             thread::spawn(move || {
-                thread::sleep(INTERVAL / 2 * i); // the second starts half an interval later
+                // The scenario, not a wait for the server: the second client arrives half an
+                // interval after the first, so the two sessions' deadlines interleave and the
+                // heap's earliest one (the poll timeout) alternates between them.
+                thread::sleep(INTERVAL / 2 * i);
                 let greeted = Instant::now();
                 (
                     greeted,

@@ -19,6 +19,11 @@
 //!   connection refused` or `read from 127.0.0.1:8080: timed out`. Library code never exits the
 //!   process: the binaries decide what to print and which status to return.
 //! - **`close`** happens when the [`Endpoint`] is dropped.
+//!
+//! The clients (`time-client`, `echo-client`, `http-client`) connect with it; the server side
+//! ([`Endpoint::bind`], [`Endpoint::accept`], [`Endpoint::recv_from`], [`Endpoint::send_to`])
+//! is what the lab's blocking servers were written on, and so are the blocking examples:
+//! steps 1 and 3 (TCP) and step 2 (UDP, both sides) in `examples/`.
 
 use std::borrow::Cow;
 use std::error::Error;
@@ -264,8 +269,9 @@ impl Endpoint {
     }
 
     /// Waits for the next connection on a listener, as long as it takes (waiting for clients
-    /// is what a listener is for), and returns it with the listener's timeout.
-    pub fn accept(&self) -> Result<Endpoint, EndpointError> {
+    /// is what a listener is for), and returns it with the listener's timeout, and the
+    /// client's address (as `accept(2)` fills it in).
+    pub fn accept(&self) -> Result<(Endpoint, SocketAddr), EndpointError> {
         let context = format!("accept on {}", self.local);
         let Socket::Listener(listener, timeout) = &self.socket else {
             return Err(EndpointError::invalid(context, "not a TCP listener"));
@@ -273,7 +279,8 @@ impl Endpoint {
         listener
             .accept()
             .and_then(|(stream, peer)| {
-                Self::from_socket(Socket::Stream(stream), Some(peer), *timeout)
+                let endpoint = Self::from_socket(Socket::Stream(stream), Some(peer), *timeout)?;
+                Ok((endpoint, peer))
             })
             .map_err(|err| EndpointError::new(context, err))
     }
@@ -345,6 +352,20 @@ impl Endpoint {
         .map_err(|err| EndpointError::new(context, err))
     }
 
+    /// Sends every write at once (`setsockopt(TCP_NODELAY)`) instead of letting Nagle's
+    /// algorithm hold a small segment back until the previous one is acknowledged: for a
+    /// server whose small replies must not wait. TCP connections only.
+    pub fn set_nodelay(&self, on: bool) -> Result<(), EndpointError> {
+        match &self.socket {
+            Socket::Stream(stream) => stream.set_nodelay(on),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a TCP connection",
+            )),
+        }
+        .map_err(|err| EndpointError::new(format!("set TCP_NODELAY on {}", self.name()), err))
+    }
+
     /// Tells a TCP peer we will send nothing more (`shutdown(SHUT_WR)`, a FIN) while still
     /// reading its replies: how an echo client says "that was all". UDP has no such signal, so
     /// for UDP this does nothing.
@@ -377,11 +398,6 @@ impl Endpoint {
             local: self.local,
             peer: self.peer,
         })
-    }
-
-    /// The address of the other side, for a connected endpoint.
-    pub fn peer(&self) -> Option<SocketAddr> {
-        self.peer
     }
 
     /// Our own address (after binding port 0, the port the OS chose).
@@ -526,8 +542,9 @@ mod tests {
         let listener = Endpoint::bind(Protocol::Tcp, "127.0.0.1", 0, TIMEOUT).unwrap();
         let port = listener.local().port();
         let mut client = Endpoint::connect_tcp("localhost", port, TIMEOUT).unwrap();
-        let mut server = listener.accept().unwrap();
-        assert_eq!(server.peer(), Some(client.local()));
+        let (mut server, peer) = listener.accept().unwrap();
+        assert_eq!(peer, client.local());
+        server.set_nodelay(true).unwrap();
 
         client.send(b"ping").unwrap();
         client.shutdown_write().unwrap();
@@ -614,6 +631,7 @@ mod tests {
         assert!(listener.send(b"x").is_err());
         assert!(listener.recv(&mut [0; 4]).is_err());
         assert!(listener.recv_from(&mut [0; 4]).is_err());
+        assert!(listener.set_nodelay(true).is_err());
         let udp = Endpoint::bind(Protocol::Udp, "127.0.0.1", 0, TIMEOUT).unwrap();
         let err = udp.accept().unwrap_err().to_string();
         assert_eq!(
