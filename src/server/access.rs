@@ -103,7 +103,7 @@ impl Cidr {
     }
 
     /// The prefix length: how specific the block is.
-    pub fn len(self) -> u8 {
+    pub fn prefix_len(self) -> u8 {
         match self {
             Cidr::V4 { len, .. } | Cidr::V6 { len, .. } => len,
         }
@@ -199,7 +199,7 @@ impl AccessList {
                 continue;
             }
             // Longer prefix first; at equal length a deny (true) beats an allow (false).
-            let rank = |rule: &Rule| (rule.cidr.len(), rule.action == Action::Deny);
+            let rank = |rule: &Rule| (rule.cidr.prefix_len(), rule.action == Action::Deny);
             if best.is_none_or(|best| rank(rule) > rank(best)) {
                 best = Some(rule);
             }
