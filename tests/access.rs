@@ -189,6 +189,21 @@ fn overlapping_cidrs_over_udp_the_most_specific_rule_decides() {
     assert_eq!(denied_29, None, "127.0.0.10 (denied /29) is not answered");
     assert_daytime_line(&allowed_32.expect("127.0.0.9 (allowed /32) is answered"));
     assert_eq!(unlisted, None, "127.0.1.1 (no rule, an allow exists)");
+    // Refused again: counted, not named again; the UDP port's timer writes the summary.
+    assert_eq!(
+        udp_replies(&reactor, "daytime", b"", &[v4(10)], v4(3)),
+        [None]
+    );
+    let log = reactor.log_when("a summary line", |log| log.contains("access lists: "));
+    assert_eq!(
+        lines_with(&log, "daytime udp: refused 127.0.0.10"),
+        1,
+        "named once:\n{log}"
+    );
+    assert!(
+        log.contains("access lists: 1 more refused"),
+        "the repeat summed:\n{log}"
+    );
 }
 
 #[test]
@@ -247,12 +262,12 @@ fn a_refusal_is_logged_once_counted_and_the_rest_summed_within_a_second() {
             .filter_map(|line| {
                 line.split_once("access lists: ")?
                     .1
-                    .split_once(" more refusals")
+                    .split_once(" more refused")
             })
             .filter_map(|(count, _)| count.parse::<u64>().ok())
             .sum()
     };
-    let log = reactor.log_when("a summary of 4 more refusals", |log| summed(log) >= 4);
+    let log = reactor.log_when("a summary of 4 more refused", |log| summed(log) >= 4);
     assert_eq!(summed(&log), 4, "{log}");
 }
 

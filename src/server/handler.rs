@@ -219,7 +219,7 @@ impl Context<'_> {
         let now = self.shared.now;
         if let Some(summary) = self.shared.refusal_log.due_summary(now) {
             warn!(
-                "access lists: {} more refusals in the last {:.1} s, not logged one by one",
+                "access lists: {} more refused in the last {:.1} s, not logged one by one",
                 summary.count,
                 now.saturating_duration_since(summary.since).as_secs_f64()
             );
