@@ -310,8 +310,9 @@ pub const LINES_PER_SECOND: u32 = 10;
 /// A (peer, service, transport) refused again within this time of its last refusal is in the
 /// same episode: counted, not named again.
 pub const EPISODE: Duration = Duration::from_secs(60);
-/// How many named (peer, service, transport) are remembered (about 64 bytes each). When full,
-/// those quiet for an [`EPISODE`] are forgotten; if none is, new ones are counted, not named.
+/// How many named (peer, service, transport) are remembered (about 80 bytes each with the hash
+/// table's slack: a third of a MiB at most). When full, those quiet for an [`EPISODE`] are
+/// forgotten; if none is, new ones are counted, not named.
 pub const REMEMBERED: usize = 4096;
 /// The shortest time between two summary lines, and between two sweeps of a full memory.
 pub const REPORT_EVERY: Duration = Duration::from_secs(1);
