@@ -753,7 +753,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn allowing_both_whole_families_allows_everything(peer in any_ip(), service in any_service()) {
+        fn allowing_both_whole_families_allows_everything(
+            peer in any_ip(), service in any_service(),
+        ) {
             let list = list(&[(Allow, "0.0.0.0/0"), (Allow, "::/0")]);
             prop_assert_eq!(list.decide(peer, service), Decision::Allowed);
         }
@@ -761,7 +763,8 @@ mod tests {
         #[test]
         fn a_deny_inside_an_allow_refuses_exactly_its_range_ipv4(
             bits in any::<u32>(), len in 0u8..=32, extra in 0u8..=32, deny_host in any::<u32>(),
-            peer in any::<u32>(), pick in 0u8..3, service in any_service(), reverse in any::<bool>(),
+            peer in any::<u32>(), pick in 0u8..3, service in any_service(),
+            reverse in any::<bool>(),
         ) {
             let allow = Cidr::V4 { bits: v4_inside(bits, len, 0), len };
             let deny_len = len.saturating_add(extra).min(32);

@@ -8,9 +8,9 @@
 //!
 //! Two checks come between `accept` and the reactor, in this order: the access list
 //! (`--allow`/`--deny`, `access.rs`), then the per-source limit (`per_source.rs`). A connection
-//! either refuses is dropped at once — `close(2)` before a byte is written — so its client sees
-//! EOF (or a reset, if it had already sent bytes we will never read). A peer the access list
-//! refuses is never counted against its source's share.
+//! either check refuses is dropped at once — `close(2)` before a byte is written — so its
+//! client sees EOF (or a reset, if it had already sent bytes we will never read). A peer the
+//! access list refuses is never counted against its source's share.
 
 use std::io;
 

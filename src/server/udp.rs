@@ -12,7 +12,8 @@
 //!
 //! Each datagram received passes two checks before its service sees it: the access list
 //! (`--allow`/`--deny`, `access.rs`), then the per-source rate limit (`rate_limit.rs`). A
-//! datagram either refuses is dropped unanswered; one the access list refuses spends no budget.
+//! datagram either check refuses is dropped unanswered; one the access list refuses spends no
+//! budget.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
