@@ -25,6 +25,8 @@
 //!   - `listen` — binding each service's TCP listener and UDP socket on one port.
 //!   - `timer` — the timer heap whose earliest deadline is the poll timeout; tag spaces.
 //!   - `rate_limit` — per-source budget for UDP datagrams (no reflection).
+//!   - `access` — `--allow`/`--deny` access lists: parsed and decided as pure functions (the
+//!     longest matching prefix wins), and the bounded log of refusals.
 //!   - `readiness` — the loop's copy of an event, and the `Verdict` a handler answers.
 //!   - `config` — the `reactor` command line: flags, defaults, ranges.
 //! - `services/` — the protocols, state machines that never touch a socket:

@@ -381,3 +381,51 @@ fn as_root_on_the_real_ports_it_drops_to_nobody_once_bound_and_rdate_and_nc_stil
     assert_eq!(line, "still serving as nobody\n");
     assert!(reactor.stop().success(), "{}", reactor.log());
 }
+
+/// Connects from `source` (a loopback address of our choosing) to `server`.
+fn connect_from(source: std::net::IpAddr, server: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(server), Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::new(source, 0).into()).unwrap();
+    poll_for(IO_TIMEOUT, || socket.connect(&server.into()).ok())
+        .unwrap_or_else(|| panic!("connect {source} -> {server}"));
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+#[test]
+fn ipv4_peers_of_a_passed_dual_stack_socket_are_matched_as_ipv4_by_the_access_lists() {
+    // systemd-socket-activate binds [::] dual-stack (net.ipv6.bindv6only = 0, Linux's default),
+    // so IPv4 peers reach the reactor as ::ffff:a.b.c.d.
+    let v6only = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").unwrap_or_default();
+    assert_eq!(
+        v6only.trim(),
+        "0",
+        "this test needs dual-stack IPv6 sockets (sysctl net.ipv6.bindv6only=0)"
+    );
+    let port = free_port();
+    let listen = format!("[::]:{port}");
+    let mut reactor = activated(
+        &["-l", &listen, "--fdname", "daytime"],
+        &["--allow", "127.0.0.0/8", "--deny", "127.0.0.10"],
+    );
+    let v4_server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let read = |source: &str| {
+        let mut reply = Vec::new();
+        let _ = connect_from(source.parse().unwrap(), v4_server).read_to_end(&mut reply);
+        reply
+    };
+    assert_daytime_line(&read("127.0.0.2"));
+    assert_eq!(read("127.0.0.10"), b"", "denied as the IPv4 address it is");
+    let mut reply = Vec::new();
+    let v6_server: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let _ = connect_from("::1".parse().unwrap(), v6_server).read_to_end(&mut reply);
+    assert_eq!(reply, b"", "::1 is outside the IPv4-only allow list");
+    let log = reactor.log();
+    assert!(
+        log.contains("daytime tcp: refused 127.0.0.10 (--deny 127.0.0.10/32)"),
+        "logged as the IPv4 address it is:\n{log}"
+    );
+    assert!(reactor.stop().success(), "{}", reactor.log());
+}

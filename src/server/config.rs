@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
+use super::access::{AccessList, Action, parse_rule};
 use crate::services::ServiceKind;
 use crate::services::contract::ServiceSettings;
 
@@ -75,11 +76,22 @@ Limits (counts up to 10000000; durations up to 86400000 ms, a day):
                            services together; over it, dropped; 0 = no limit
                                                                      (default 100)
 
+Access (IP addresses only, never names; CIDR = ADDRESS[/PREFIX], e.g. 10.0.0.0/8,
+2001:db8::/32, [::1]; a bare address is a /32 or a /128):
+  --allow [SERVICE=]CIDR   let these peers in; once an --allow applies to a
+                           service, peers that no rule matches are refused
+  --deny [SERVICE=]CIDR    refuse these peers     (default: no rules, all allowed)
+Both flags repeat, in any order; SERVICE (time, echo, daytime, rfc868) limits a
+rule to one service. Of the rules that match a peer, the longest prefix decides;
+at equal length --deny wins. ::ffff:a.b.c.d peers count as IPv4. A refused TCP
+connection is closed before any byte, a refused datagram dropped unanswered; the
+first refusal of each peer is logged, the others summed at most once a second.
+
 stdout carries only one 'listening <service> <tcp|udp> <ip:port>' line per bound
 socket (best effort: a closed stdout does not stop the server); logs go to stderr.
 SIGINT, SIGTERM or SIGHUP: stop accepting, send 'Au Revoir' to every time-stream
 session, flush, exit 0 within a second. SIGUSR1: log a status line (connections,
-timers, queued replies).
+timers, queued replies, access refusals).
 ";
 
 /// `SO_SNDBUF`/`SO_RCVBUF` of accepted connections unless told otherwise. Linux doubles it for
@@ -107,6 +119,8 @@ pub struct Settings {
     pub receive_buffer: Option<usize>,
     /// UDP datagrams served per source IP per second, all services together; 0 = no limit.
     pub udp_rate_per_ip: u32,
+    /// Who may use which service (`--allow`, `--deny`); empty = everyone.
+    pub access: AccessList,
     /// Log each readiness event and each action (`--trace-events`).
     pub trace_events: bool,
 }
@@ -122,6 +136,7 @@ impl Default for Settings {
             send_buffer: Some(DEFAULT_SOCKET_BUFFER),
             receive_buffer: Some(DEFAULT_SOCKET_BUFFER),
             udp_rate_per_ip: 100,
+            access: AccessList::default(),
             trace_events: false,
         }
     }
@@ -275,6 +290,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
             0..=MAX_COUNT,
             defaults.udp_rate_per_ip,
         )?,
+        access: access_list(&mut args)?,
         trace_events: args.contains("--trace-events"),
     };
 
@@ -315,12 +331,16 @@ fn option<T>(
     flag: &'static str,
     parse: fn(&str) -> Result<T, String>,
 ) -> Result<Option<T>, UsageError> {
-    args.opt_value_from_fn(flag, parse).map_err(|err| {
-        UsageError(match err {
-            pico_args::Error::Utf8ArgumentParsingFailed { cause, .. } => format!("{flag}: {cause}"),
-            pico_args::Error::OptionWithoutAValue(_) => format!("{flag}: missing value"),
-            other => format!("{flag}: {other}"),
-        })
+    args.opt_value_from_fn(flag, parse)
+        .map_err(|err| flag_error(flag, err))
+}
+
+/// A flag's error as one line that names the flag.
+fn flag_error(flag: &str, err: pico_args::Error) -> UsageError {
+    UsageError(match err {
+        pico_args::Error::Utf8ArgumentParsingFailed { cause, .. } => format!("{flag}: {cause}"),
+        pico_args::Error::OptionWithoutAValue(_) => format!("{flag}: missing value"),
+        other => format!("{flag}: {other}"),
     })
 }
 
@@ -368,6 +388,18 @@ fn parse_name(text: &str) -> Result<String, String> {
     } else {
         Err(format!("{text:?} is not a user or group name"))
     }
+}
+
+/// Every `--allow` and `--deny`, each repeatable (their order does not matter).
+fn access_list(args: &mut pico_args::Arguments) -> Result<AccessList, UsageError> {
+    let mut rules = args
+        .values_from_fn("--allow", |text| parse_rule(Action::Allow, text))
+        .map_err(|err| flag_error("--allow", err))?;
+    let denies = args
+        .values_from_fn("--deny", |text| parse_rule(Action::Deny, text))
+        .map_err(|err| flag_error("--deny", err))?;
+    rules.extend(denies);
+    Ok(AccessList::new(rules))
 }
 
 /// The largest count any flag takes (connections, sessions, datagrams per second): far above
@@ -566,6 +598,48 @@ mod tests {
         assert_eq!(share.service.max_udp_sessions_per_ip, 50);
         assert_eq!(share.udp_rate_per_ip, 0, "no limit stays no limit");
         assert_eq!(share.service.ticks, settings.service.ticks);
+    }
+
+    #[test]
+    fn access_rules_are_repeatable_and_per_service() {
+        use crate::server::access::Decision;
+        let config = run_config(&[
+            "--allow",
+            "127.0.0.0/24",
+            "--deny",
+            "127.0.0.8/29",
+            "--allow",
+            "127.0.0.9",
+            "--deny",
+            "echo=[::1]",
+        ]);
+        let access = &config.settings.access;
+        assert_eq!(access.rules().len(), 4);
+        let decide = |ip: &str, kind| access.decide(ip.parse().unwrap(), kind);
+        assert_eq!(decide("127.0.0.9", ServiceKind::Daytime), Decision::Allowed);
+        assert_ne!(
+            decide("127.0.0.10", ServiceKind::Daytime),
+            Decision::Allowed
+        );
+        assert!(run_config(&[]).settings.access.rules().is_empty());
+        let share = config.settings.share(2);
+        assert_eq!(&share.access, access, "every loop applies the whole list");
+    }
+
+    #[test]
+    fn bad_access_rules_name_the_flag() {
+        let err = |args: &[&str]| parse(args).unwrap_err().0;
+        assert_eq!(
+            err(&["--allow", "10.0.0.0/33"]),
+            "--allow: '10.0.0.0/33': an IPv4 prefix is at most /32"
+        );
+        assert!(err(&["--deny", "localhost"]).starts_with("--deny: 'localhost' is not an IP"));
+        assert_eq!(
+            err(&["--deny", "smtp=10.0.0.0/8"]),
+            "--deny: 'smtp' is not a service (time, echo, daytime or rfc868)"
+        );
+        assert_eq!(err(&["--allow"]), "--allow: missing value");
+        assert!(!err(&["--allow", "1.2.3.4/8"]).contains('\n'), "one line");
     }
 
     #[test]

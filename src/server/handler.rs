@@ -10,14 +10,20 @@
 //! loop's one scratch buffer, and [`Shared`] — the loop's state that handlers may touch (time,
 //! settings, wall clock, timers, the UDP budget, the accept gate). Services never see any of it:
 //! the plumbing lends them the narrow `Env` of the contract through [`Shared::with_env`].
+//!
+//! [`Context::access_allows`] is where the listener and the UDP port ask the access list
+//! (`access.rs`) about a peer, and where a refusal is counted and logged.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use log::warn;
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 
+use super::access::{Decision, Note, RefusalLog, RefusedCount, canonical};
 use super::config::Settings;
+use super::listen::Proto;
 use super::per_source::ConnectionsBySource;
 use super::rate_limit::RateLimiter;
 use super::readiness::{Readiness, Verdict};
@@ -26,6 +32,11 @@ use crate::services::ServiceKind;
 use crate::services::clock::WallClock;
 use crate::services::contract::{Env, TimerTag, Timers};
 use crate::slots::KeyLabel;
+
+/// The plumbing timer a listener or a UDP port gets when a summary of access refusals becomes
+/// pending (see [`Context::access_allows`]). Connections number their own plumbing timers;
+/// listeners and UDP ports have no other.
+pub const ACCESS_REPORT: u64 = 0;
 
 /// The calls every entry of the slab answers.
 pub trait Handler {
@@ -86,6 +97,10 @@ pub struct Shared {
     /// Open TCP connections by source, for `--max-conns-per-ip`: counted when a listener
     /// accepts, released when the connection closes.
     pub by_source: ConnectionsBySource,
+    /// Connections and datagrams refused by `--allow`/`--deny` since the start.
+    pub refused_by_access: RefusedCount,
+    /// Which of those refusals the log names, and the pending summary of the others.
+    pub refusal_log: RefusalLog,
 }
 
 impl Shared {
@@ -101,6 +116,8 @@ impl Shared {
             accepted: Vec::new(),
             connections: 0,
             by_source: ConnectionsBySource::default(),
+            refused_by_access: RefusedCount::default(),
+            refusal_log: RefusalLog::default(),
         }
     }
 
@@ -161,6 +178,52 @@ impl Context<'_> {
     /// Whether `--trace-events` is on.
     pub fn tracing(&self) -> bool {
         self.shared.settings.trace_events
+    }
+
+    /// Whether the access list lets `peer` use `kind` over `proto`. A refusal is counted, named
+    /// in the log if it is the first of its episode, and otherwise left to a summary line: this
+    /// entry gets an [`ACCESS_REPORT`] timer for it, and must call
+    /// [`Context::report_access_refusals`] when it fires.
+    pub fn access_allows(&mut self, kind: ServiceKind, proto: Proto, peer: SocketAddr) -> bool {
+        let shared = &mut *self.shared;
+        let Decision::Refused(why) = shared.settings.access.decide(peer.ip(), kind) else {
+            return true;
+        };
+        shared.refused_by_access.add(proto);
+        let ip = canonical(peer.ip());
+        let (service, transport) = (kind.name(), proto.name());
+        trace_event!(
+            shared.settings.trace_events,
+            "{}: refused {peer} ({why})",
+            KeyLabel(self.token.0)
+        );
+        self.report_access_refusals();
+        match self
+            .shared
+            .refusal_log
+            .refused((ip, kind, proto), self.shared.now)
+        {
+            Note::Line => warn!(
+                "{service} {transport}: refused {ip} ({why}); its next refusals are counted, not logged"
+            ),
+            Note::Counted {
+                report_at: Some(at),
+            } => self.set_plumbing_timer(at, ACCESS_REPORT),
+            Note::Counted { report_at: None } => {}
+        }
+        false
+    }
+
+    /// Logs the summary of the refusals not named one by one, if one is due.
+    pub fn report_access_refusals(&mut self) {
+        let now = self.shared.now;
+        if let Some(summary) = self.shared.refusal_log.due_summary(now) {
+            warn!(
+                "access lists: {} more refused in the last {:.1} s, not logged one by one",
+                summary.count,
+                now.saturating_duration_since(summary.since).as_secs_f64()
+            );
+        }
     }
 
     /// Sets one of the plumbing's own timers for this entry.

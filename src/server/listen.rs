@@ -21,7 +21,7 @@ pub const LISTEN_BACKLOG: i32 = 1024;
 const BIND_ATTEMPTS: usize = 20;
 
 /// Transport of a bound socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Proto {
     Tcp,
     Udp,

@@ -5,13 +5,20 @@
 //! readable event may stand for many queued connections, so the listener accepts until the
 //! kernel says `WouldBlock`. Accepted streams are handed to the reactor ([`Shared::accepted`]),
 //! which files each under a token of its own.
+//!
+//! Two checks come between `accept` and the reactor, in this order: the access list
+//! (`--allow`/`--deny`, `access.rs`), then the per-source limit (`per_source.rs`). A connection
+//! either check refuses is dropped at once — `close(2)` before a byte is written — so its
+//! client sees EOF (or a reset, if it had already sent bytes we will never read). A peer the
+//! access list refuses is never counted against its source's share.
 
 use std::io;
 
 use log::{debug, warn};
 use mio::net::TcpListener;
 
-use super::handler::{Accepted, Context, Handler, Shared};
+use super::handler::{ACCESS_REPORT, Accepted, Context, Handler, Shared};
+use super::listen::Proto;
 use super::readiness::{Readiness, Verdict};
 use super::timer::Tag;
 use crate::nonblocking::{interrupted, would_block};
@@ -58,6 +65,12 @@ impl Handler for Listener {
             match self.socket.accept() {
                 Ok((stream, peer)) => {
                     cx.shared.accept.exhaustion_logged = false;
+                    // Refused by the access list: closed at once (the drop), before a byte is
+                    // written and before the per-source count sees it.
+                    if !cx.access_allows(self.kind, Proto::Tcp, peer) {
+                        drop(stream);
+                        continue;
+                    }
                     let limit = cx.shared.settings.max_conns_per_ip;
                     match cx.shared.by_source.admit(peer.ip(), limit) {
                         Ok(()) => cx.shared.accepted.push(Accepted {
@@ -108,12 +121,16 @@ impl Handler for Listener {
         Verdict::Yield // budget spent; more may be waiting
     }
 
-    fn on_timer(&mut self, _tag: Tag, _cx: &mut Context) -> Verdict {
+    /// The only timer a listener sets: a summary of access refusals is due.
+    fn on_timer(&mut self, tag: Tag, cx: &mut Context) -> Verdict {
+        if tag == Tag::Plumbing(ACCESS_REPORT) {
+            cx.report_access_refusals();
+        }
         Verdict::Keep
     }
 
-    fn timer_is_live(&self, _tag: Tag) -> bool {
-        false // a listener sets no timers
+    fn timer_is_live(&self, tag: Tag) -> bool {
+        tag == Tag::Plumbing(ACCESS_REPORT)
     }
 
     /// Stop accepting: the listener closes, and new clients are refused by the kernel.

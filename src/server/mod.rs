@@ -1,6 +1,7 @@
 //! The server wing: the loop and the plumbing. Everything here knows about `mio`, sockets and
 //! tokens; nothing here knows what a protocol says.
 
+pub mod access;
 pub mod activation;
 pub mod config;
 pub mod connection;

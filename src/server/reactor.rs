@@ -417,11 +417,13 @@ impl Reactor {
             .filter_map(|entry| (!entry.handler().is_drained()).then_some(()))
             .count();
         format!(
-            "status: {} TCP connections, {} timers pending, {} sockets with queued output, {} sockets to replay",
+            "status: {} TCP connections, {} timers pending, {} sockets with queued output, {} sockets to replay, refused by access lists: {} tcp, {} udp",
             self.shared.connections,
             self.shared.timers.len(),
             udp_queued,
-            self.replay.len()
+            self.replay.len(),
+            self.shared.refused_by_access.tcp,
+            self.shared.refused_by_access.udp
         )
     }
 

@@ -9,6 +9,11 @@
 //! full (`WouldBlock`, which a UDP socket does report) the datagram waits in a bounded queue and
 //! the socket asks for `WRITABLE` until the queue is empty. What does not fit in the queue is
 //! dropped — UDP promises nothing more, and a server must never stop for a slow sender.
+//!
+//! Each datagram received passes two checks before its service sees it: the access list
+//! (`--allow`/`--deny`, `access.rs`), then the per-source rate limit (`rate_limit.rs`). A
+//! datagram either check refuses is dropped unanswered; one the access list refuses spends no
+//! budget.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -18,7 +23,8 @@ use log::{debug, warn};
 use mio::net::UdpSocket;
 use mio::{Interest, Token};
 
-use super::handler::{Context, Handler, Shared};
+use super::handler::{ACCESS_REPORT, Context, Handler, Shared};
+use super::listen::Proto;
 use super::rate_limit::{Admission, RateLimiter};
 use super::readiness::{Readiness, Verdict};
 use super::timer::Tag;
@@ -188,7 +194,10 @@ impl UdpPort {
                 // An empty datagram is a datagram (daytime and RFC 868 requests often are).
                 Ok((n, peer)) => {
                     trace_event!(trace, "{label}: read {n} bytes from {peer}");
-                    if self.closing || !self.admit(peer, cx) {
+                    if self.closing
+                        || !cx.access_allows(self.kind, Proto::Udp, peer)
+                        || !self.admit(peer, cx)
+                    {
                         continue;
                     }
                     let datagram = cx.scratch.get(..n).unwrap_or_default();
@@ -296,9 +305,13 @@ impl Handler for UdpPort {
     }
 
     fn on_timer(&mut self, tag: Tag, cx: &mut Context) -> Verdict {
-        if let Tag::Service(tag) = tag {
-            self.serve(cx, |service, env, out| service.on_timer(tag, env, out));
-            self.update_interest(cx);
+        match tag {
+            Tag::Service(tag) => {
+                self.serve(cx, |service, env, out| service.on_timer(tag, env, out));
+                self.update_interest(cx);
+            }
+            Tag::Plumbing(ACCESS_REPORT) => cx.report_access_refusals(),
+            Tag::Plumbing(_) => {}
         }
         Verdict::Keep
     }
@@ -306,7 +319,8 @@ impl Handler for UdpPort {
     fn timer_is_live(&self, tag: Tag) -> bool {
         match tag {
             Tag::Service(tag) => self.service.timer_is_live(tag),
-            Tag::Plumbing(_) => false, // the port sets none
+            // The port's only own timer: a summary of access refusals is due.
+            Tag::Plumbing(number) => number == ACCESS_REPORT,
         }
     }
 
