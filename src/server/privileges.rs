@@ -11,7 +11,7 @@
 //! The unprivileged alternatives (no root at all) are socket activation and
 //! `setcap cap_net_bind_service=+ep`; see `docs/DEPLOY.md`.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 
 /// Whom to become.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,32 +133,6 @@ fn group_entry(name: &str) -> Result<Option<libc::gid_t>, String> {
     Ok((!result.is_null()).then_some(entry.gr_gid))
 }
 
-/// The user name of `uid`, for log lines (best effort).
-pub fn user_name(uid: libc::uid_t) -> Option<String> {
-    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: as in `passwd_entry`; `pw_name` points into `buffer` and is read before it goes.
-    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut entry,
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() || entry.pw_name.is_null() {
-        return None;
-    }
-    // SAFETY: getpwuid_r succeeded, so pw_name is a NUL-terminated string inside `buffer`.
-    Some(
-        unsafe { CStr::from_ptr(entry.pw_name) }
-            .to_string_lossy()
-            .into_owned(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +160,5 @@ mod tests {
                 .contains("needs --group")
         );
         assert!(look_up("ro\0ot", None).unwrap_err().contains("NUL"));
-        assert_eq!(user_name(0).as_deref(), Some("root"));
     }
 }

@@ -170,3 +170,33 @@ pub trait UdpService: Send {
     /// The server is stopping: say goodbye to every session.
     fn on_shutdown(&mut self, _env: &mut Env, _out: &mut dyn Outbox) {}
 }
+
+/// What a unit test needs to call an entry point by hand: settings, a wall clock and a list
+/// that collects the timers set, with the time in the test's hands.
+#[cfg(test)]
+pub struct TestEnv {
+    pub now: Instant,
+    pub settings: ServiceSettings,
+    pub clock: WallClock,
+    pub timers: Vec<(Instant, TimerTag)>,
+}
+
+#[cfg(test)]
+impl TestEnv {
+    pub fn new(settings: ServiceSettings) -> Self {
+        TestEnv {
+            now: Instant::now(),
+            settings,
+            clock: WallClock::default(),
+            timers: Vec::new(),
+        }
+    }
+
+    pub fn env(&mut self) -> Env<'_> {
+        Env::new(self.now, &self.settings, &mut self.clock, &mut self.timers)
+    }
+}
+
+/// The datagrams a UDP service sent in a unit test.
+#[cfg(test)]
+pub type Sent = Vec<(SocketAddr, Vec<u8>)>;

@@ -42,19 +42,14 @@ impl UdpService for UdpDaytime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::clock::{DAYTIME_FORMAT, WallClock};
-    use crate::services::contract::{ServiceSettings, TimerTag};
-    use std::time::Instant;
+    use crate::services::clock::DAYTIME_FORMAT;
+    use crate::services::contract::{Sent, ServiceSettings, TestEnv};
 
     #[test]
     fn any_datagram_even_empty_gets_one_daytime_line() {
-        let (settings, mut clock, mut timers) = (
-            ServiceSettings::default(),
-            WallClock::default(),
-            Vec::<(Instant, TimerTag)>::new(),
-        );
-        let mut env = Env::new(Instant::now(), &settings, &mut clock, &mut timers);
-        let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        let mut harness = TestEnv::new(ServiceSettings::default());
+        let mut env = harness.env();
+        let mut out = Sent::new();
         let peer: SocketAddr = "[2001:db8::7]:5000".parse().unwrap();
         UdpDaytime.on_datagram(b"", peer, &mut env, &mut out);
         let [(to, line)] = &out[..] else {

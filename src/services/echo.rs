@@ -60,19 +60,13 @@ impl UdpService for UdpEcho {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::clock::WallClock;
-    use crate::services::contract::{ServiceSettings, TimerTag};
-    use std::time::Instant;
+    use crate::services::contract::{Sent, ServiceSettings, TestEnv};
 
     #[test]
     fn udp_echo_answers_each_datagram_but_never_a_privileged_source_port() {
-        let (settings, mut clock, mut timers) = (
-            ServiceSettings::default(),
-            WallClock::default(),
-            Vec::<(Instant, TimerTag)>::new(),
-        );
-        let mut env = Env::new(Instant::now(), &settings, &mut clock, &mut timers);
-        let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        let mut harness = TestEnv::new(ServiceSettings::default());
+        let mut env = harness.env();
+        let mut out = Sent::new();
         let client: SocketAddr = "192.0.2.1:40000".parse().unwrap();
         let chargen: SocketAddr = "192.0.2.1:19".parse().unwrap();
         UdpEcho.on_datagram(b"\0binary\xff", client, &mut env, &mut out);
@@ -82,6 +76,7 @@ mod tests {
             out,
             vec![(client, b"\0binary\xff".to_vec()), (client, Vec::new())]
         );
-        assert!(timers.is_empty());
+        drop(env);
+        assert!(harness.timers.is_empty());
     }
 }

@@ -72,16 +72,10 @@ mod tests {
 
     #[test]
     fn any_datagram_even_empty_gets_four_bytes_of_now() {
-        use crate::services::clock::WallClock;
-        use crate::services::contract::{ServiceSettings, TimerTag};
-        use std::time::Instant;
-        let (settings, mut clock, mut timers) = (
-            ServiceSettings::default(),
-            WallClock::default(),
-            Vec::<(Instant, TimerTag)>::new(),
-        );
-        let mut env = Env::new(Instant::now(), &settings, &mut clock, &mut timers);
-        let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        use crate::services::contract::{Sent, ServiceSettings, TestEnv};
+        let mut harness = TestEnv::new(ServiceSettings::default());
+        let mut env = harness.env();
+        let mut out = Sent::new();
         let peer: SocketAddr = "192.0.2.9:37000".parse().unwrap();
         UdpRfc868.on_datagram(b"", peer, &mut env, &mut out);
         let [(to, bytes)] = &out[..] else {

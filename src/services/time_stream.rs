@@ -297,37 +297,16 @@ impl UdpService for UdpTimeStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::clock::{TICK_FORMAT, WallClock};
-    use crate::services::contract::{OutBuf, ServiceSettings};
+    use crate::services::clock::TICK_FORMAT;
+    use crate::services::contract::{OutBuf, Sent, ServiceSettings, TestEnv};
     use std::time::Duration;
 
-    /// Everything an entry point needs, with time in the test's hands.
-    struct Harness {
-        now: Instant,
-        settings: ServiceSettings,
-        clock: WallClock,
-        timers: Vec<(Instant, TimerTag)>,
-    }
+    type Harness = TestEnv;
 
-    impl Harness {
-        fn new(settings: ServiceSettings) -> Self {
-            Harness {
-                now: Instant::now(),
-                settings,
-                clock: WallClock::default(),
-                timers: Vec::new(),
-            }
-        }
-
-        fn env(&mut self) -> Env<'_> {
-            Env::new(self.now, &self.settings, &mut self.clock, &mut self.timers)
-        }
-
-        /// Removes and returns the earliest timer.
-        fn take_timer(&mut self) -> (Instant, TimerTag) {
-            self.timers.sort();
-            self.timers.remove(0)
-        }
+    /// Removes and returns the earliest timer.
+    fn take_timer(h: &mut Harness) -> (Instant, TimerTag) {
+        h.timers.sort();
+        h.timers.remove(0)
     }
 
     fn settings(ticks: u32) -> ServiceSettings {
@@ -363,7 +342,7 @@ mod tests {
         assert_eq!(next, Next::Continue);
         // The loop wakes up late every time; each deadline still counts from the greeting.
         for (woke_at, expected) in [(1300, 2000), (2950, 3000)] {
-            let (deadline, tag) = h.take_timer();
+            let (deadline, tag) = take_timer(&mut h);
             assert_eq!(tag, NEXT_TICK);
             assert!(u128::from(woke_at) >= (deadline - start).as_millis());
             h.now = at(woke_at);
@@ -373,7 +352,7 @@ mod tests {
             assert_eq!(h.timers, vec![(at(expected), NEXT_TICK)]);
         }
         h.now = at(3001);
-        let (_, tag) = h.take_timer();
+        let (_, tag) = take_timer(&mut h);
         let mut out = Output::new(&mut queue, None);
         let next = session.on_timer(tag, &mut h.env(), &mut out);
         assert_eq!(next, Next::Close, "4 ticks, then the session ends");
@@ -440,7 +419,7 @@ mod tests {
             let next = session.on_input(&[*byte], &mut h.env(), &mut out);
             assert_eq!(next, Next::Continue);
         }
-        let (deadline, tag) = h.take_timer();
+        let (deadline, tag) = take_timer(&mut h);
         assert!(session.timer_is_live(tag));
         h.now = deadline;
         let mut out = Output::new(&mut queue, None);
@@ -465,8 +444,6 @@ mod tests {
         );
         assert!(!String::from_utf8_lossy(queue.pending()).contains("error"));
     }
-
-    type Sent = Vec<(SocketAddr, Vec<u8>)>;
 
     /// Fires every timer due at or before `until`, in deadline order, as the loop would.
     fn run_until(h: &mut Harness, udp: &mut UdpTimeStream, out: &mut Sent, until: Instant) {
