@@ -76,7 +76,6 @@ mod tests {
             out,
             vec![(client, b"\0binary\xff".to_vec()), (client, Vec::new())]
         );
-        drop(env);
         assert!(harness.timers.is_empty());
     }
 }
