@@ -67,6 +67,30 @@ pub struct AcceptGate {
     pub exhaustion_logged: bool,
 }
 
+/// What the loop has done since it started: plain counters, added to where the work is done
+/// (one integer add, no allocation), read by the SIGUSR1 status line. Every field only grows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// TCP connections accepted and served (filed under a token).
+    pub tcp_accepted: u64,
+    /// TCP connections closed; `tcp_accepted - tcp_closed` are open.
+    pub tcp_closed: u64,
+    /// TCP connections accepted and closed at once, over `--max-conns-per-ip`.
+    pub tcp_refused: u64,
+    /// Bytes read from TCP connections (discarded input included).
+    pub tcp_bytes_in: u64,
+    /// Bytes written to TCP connections.
+    pub tcp_bytes_out: u64,
+    /// UDP datagrams received (those over a source's budget included).
+    pub udp_datagrams_in: u64,
+    /// UDP datagrams sent (not those queued and still waiting, dropped or failed).
+    pub udp_datagrams_out: u64,
+    /// Bytes of the UDP datagrams received.
+    pub udp_bytes_in: u64,
+    /// Bytes of the UDP datagrams sent.
+    pub udp_bytes_out: u64,
+}
+
 /// The loop's state that handlers share. The reactor owns one.
 pub struct Shared {
     /// Taken once per loop turn, so everything done in one turn agrees on the time.
@@ -86,6 +110,8 @@ pub struct Shared {
     /// Open TCP connections by source, for `--max-conns-per-ip`: counted when a listener
     /// accepts, released when the connection closes.
     pub by_source: ConnectionsBySource,
+    /// Counters since the loop started.
+    pub totals: Totals,
 }
 
 impl Shared {
@@ -101,6 +127,7 @@ impl Shared {
             accepted: Vec::new(),
             connections: 0,
             by_source: ConnectionsBySource::default(),
+            totals: Totals::default(),
         }
     }
 

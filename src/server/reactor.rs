@@ -191,6 +191,11 @@ impl Reactor {
         while !self.is_finished() {
             self.turn(&mut events)?;
         }
+        // What the grace period left open (a peer that never closes) is closed here, so every
+        // connection still gets its log line and every socket is deregistered.
+        for key in self.entries.keys() {
+            self.close(Token(key));
+        }
         Ok(())
     }
 
