@@ -5,10 +5,13 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr, UdpSocket};
 use std::time::Instant;
 
-use common::{Reactor, read_to_end, tcp};
+use common::{
+    IO_TIMEOUT, Reactor, assert_tick, expect_au_revoir_udp, greeted_udp, read_to_end, recv_text,
+    tcp, udp,
+};
 
 /// The fields of one `<service> tcp <peer>: closed after S s, I bytes in, O bytes out (WHY)`
 /// line.
@@ -144,4 +147,160 @@ fn a_connection_closed_for_idleness_says_so() {
     );
     assert!(line.seconds >= 2.0, "{line:?}");
     drop(lingering);
+}
+
+/// Waits until a log message equal to `expected` (or, with a trailing `…`, starting with what
+/// precedes it) was logged; returns the message.
+fn wait_message(reactor: &Reactor, expected: &str) -> String {
+    let matches = |message: &str| match expected.strip_suffix('…') {
+        Some(prefix) => message.starts_with(prefix),
+        None => message == expected,
+    };
+    let log = reactor.log_when(expected, |log| messages(log).any(matches));
+    messages(&log)
+        .find(|m| matches(m))
+        .expect("just seen")
+        .to_string()
+}
+
+/// A UDP socket bound to `ip` (any 127/8 address is loopback on Linux), connected to `to`.
+fn udp_from(ip: &str, to: SocketAddr) -> UdpSocket {
+    let socket = UdpSocket::bind((ip, 0)).expect("bind udp");
+    socket.connect(to).expect("connect udp");
+    socket.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    socket
+}
+
+#[test]
+fn each_one_shot_udp_exchange_is_one_line() {
+    let reactor = Reactor::start(&[]);
+    let socket = udp(reactor.addr("daytime", "udp"));
+    let peer = socket.local_addr().unwrap();
+    socket.send(b"").unwrap();
+    let reply = recv_text(&socket);
+    wait_message(
+        &reactor,
+        &format!(
+            "daytime udp {peer}: answered, 0 bytes in, {} bytes out",
+            reply.len()
+        ),
+    );
+
+    let socket = udp(reactor.addr("echo", "udp"));
+    let peer = socket.local_addr().unwrap();
+    socket.send(b"\x1b]0;owned\x07").unwrap();
+    assert_eq!(recv_text(&socket), "\x1b]0;owned\x07");
+    wait_message(
+        &reactor,
+        &format!("echo udp {peer}: answered, 10 bytes in, 10 bytes out"),
+    );
+    assert!(
+        !reactor.log().contains('\x1b'),
+        "peer bytes reached the log"
+    );
+}
+
+#[test]
+fn a_udp_time_session_logs_its_greeting_and_how_it_ended() {
+    let reactor = Reactor::start(&["--ticks", "2", "--interval-ms", "50"]);
+    let time = reactor.addr("time", "udp");
+    // Over: two ticks of 19 bytes and a 9-byte goodbye.
+    let socket = udp(time);
+    let peer = socket.local_addr().unwrap();
+    socket.send(b"Bon\x1bjour").unwrap();
+    for _ in 0..2 {
+        assert_tick(&recv_text(&socket));
+    }
+    assert_eq!(recv_text(&socket), "Au Revoir");
+    wait_message(
+        &reactor,
+        &format!("time udp {peer}: greeting \"Bon\\u{{1b}}jour\""),
+    );
+    let over = wait_message(&reactor, &format!("time udp {peer}: session over …"));
+    let tail = format!(", 8 bytes in, {} bytes out", 2 * 19 + 9);
+    let seconds = over
+        .strip_prefix(&format!("time udp {peer}: session over after 2 ticks, "))
+        .and_then(|rest| rest.strip_suffix(&tail))
+        .and_then(|rest| rest.strip_suffix(" s"))
+        .and_then(|seconds| seconds.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{over:?}"));
+    assert!((0.05..10.0).contains(&seconds), "{over:?}");
+    assert!(
+        !reactor.log().contains('\x1b'),
+        "peer bytes reached the log"
+    );
+
+    // Ended early: a full table (2 sessions, both from 127.0.0.1's network) makes room for a
+    // peer from another network by ending its oldest session.
+    drop(reactor);
+    let mut reactor = Reactor::start(&["--interval-ms", "60000", "--max-udp-sessions", "2"]);
+    let time = reactor.addr("time", "udp");
+    let oldest = greeted_udp(time);
+    let younger = greeted_udp(time);
+    let newcomer = udp_from("127.0.1.1", time);
+    newcomer.send(b"Bonjour").unwrap();
+    assert_tick(&recv_text(&newcomer));
+    let oldest = oldest.local_addr().unwrap();
+    wait_message(
+        &reactor,
+        &format!(
+            "time udp {oldest}: session ended early to make room for {} after 1 tick, …",
+            newcomer.local_addr().unwrap()
+        ),
+    );
+
+    // Shutdown: the two live sessions say goodbye, and say so in the log.
+    reactor.signal(libc::SIGTERM);
+    for socket in [&younger, &newcomer] {
+        expect_au_revoir_udp(socket);
+    }
+    assert!(reactor.wait_exit(IO_TIMEOUT).is_some_and(|s| s.success()));
+    let log = reactor.log();
+    for socket in [&younger, &newcomer] {
+        let peer = socket.local_addr().unwrap();
+        let prefix = format!("time udp {peer}: said Au Revoir at shutdown after 1 tick, ");
+        let line = messages(&log)
+            .find(|m| m.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in:\n{log}"));
+        assert!(line.ends_with(", 7 bytes in, 28 bytes out"), "{line:?}");
+    }
+}
+
+#[test]
+fn a_udp_flood_is_logged_within_the_budget_and_summed_up_each_second() {
+    let reactor = Reactor::start(&["--udp-rate-per-ip", "0"]);
+    let socket = udp(reactor.addr("rfc868", "udp"));
+    let peer = socket.local_addr().unwrap();
+    const EXCHANGES: u64 = 300;
+    for _ in 0..EXCHANGES {
+        socket.send(b"").unwrap(); // one at a time: none is lost in a full receive buffer
+        let mut reply = [0u8; 8];
+        assert_eq!(socket.recv(&mut reply).unwrap(), 4);
+    }
+    let line = format!("rfc868 udp {peer}: answered, 0 bytes in, 4 bytes out");
+    let count = |log: &str| {
+        let logged = messages(log).filter(|m| *m == line).count() as u64;
+        let summaries: Vec<u64> = messages(log)
+            .filter_map(|m| {
+                let rest = m.strip_prefix("rfc868 udp: ")?;
+                let (n, rest) = rest.split_once(' ')?;
+                rest.starts_with("more UDP exchanges not logged individually")
+                    .then(|| n.parse().expect("a count"))
+            })
+            .collect();
+        (logged, summaries)
+    };
+    // The last summary comes by timer, a second after its window began.
+    let log = reactor.log_when("every exchange logged or summed up", |log| {
+        let (logged, summaries) = count(log);
+        logged + summaries.iter().sum::<u64>() >= EXCHANGES
+    });
+    let (logged, summaries) = count(&log);
+    assert_eq!(logged + summaries.iter().sum::<u64>(), EXCHANGES);
+    assert!(!summaries.is_empty(), "the flood was summed up");
+    assert!(
+        logged <= 50 * (summaries.len() as u64 + 1),
+        "{logged} lines for {} windows over budget",
+        summaries.len()
+    );
 }

@@ -134,14 +134,15 @@ impl Shared {
     /// Calls a service's entry point with the contract's `Env`, filing the timers it sets
     /// under `token` in the service's tag space.
     pub fn with_env<R>(&mut self, token: Token, call: impl FnOnce(&mut Env) -> R) -> R {
-        self.with_env_and_budget(token, |env, _| call(env))
+        self.with_env_and_budget(token, |env, _, _| call(env))
     }
 
-    /// [`Shared::with_env`] for a UDP service, whose outbox also needs the outgoing budget.
+    /// [`Shared::with_env`] for a UDP service, whose outbox also needs the outgoing budget and
+    /// the totals it adds to.
     pub fn with_env_and_budget<R>(
         &mut self,
         token: Token,
-        call: impl FnOnce(&mut Env, &mut RateLimiter) -> R,
+        call: impl FnOnce(&mut Env, &mut RateLimiter, &mut Totals) -> R,
     ) -> R {
         let mut timers = OwnerTimers {
             heap: &mut self.timers,
@@ -153,7 +154,7 @@ impl Shared {
             &mut self.clock,
             &mut timers,
         );
-        call(&mut env, &mut self.udp_out)
+        call(&mut env, &mut self.udp_out, &mut self.totals)
     }
 }
 
