@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, UdpSocket};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::{
     IO_TIMEOUT, Reactor, assert_tick, expect_au_revoir_udp, greeted_udp, read_to_end, recv_text,
@@ -303,4 +303,163 @@ fn a_udp_flood_is_logged_within_the_budget_and_summed_up_each_second() {
         "{logged} lines for {} windows over budget",
         summaries.len()
     );
+}
+
+/// A SIGUSR1 status line, parsed.
+#[derive(Debug, Default, PartialEq)]
+struct Status {
+    /// `status` or `status loop N/M`.
+    name: String,
+    /// Seconds up.
+    up: u64,
+    open: u64,
+    /// accepted, closed, refused, bytes in, bytes out
+    tcp: [u64; 5],
+    /// datagrams in, datagrams out, bytes in, bytes out
+    udp: [u64; 4],
+}
+
+/// Parses `<name>: up [N d ]hh:mm:ss; K TCP connections open, …; since start: TCP A accepted,
+/// C closed, R refused, I bytes in, O bytes out; UDP I datagrams in, O out, I bytes in, O bytes
+/// out`.
+fn status_line(message: &str) -> Option<Status> {
+    let (name, rest) = message.split_once(": up ")?;
+    if !name.starts_with("status") {
+        return None;
+    }
+    let (up, rest) = rest.split_once("; ")?;
+    let (days, clock) = match up.split_once(" d ") {
+        Some((days, clock)) => (days.parse::<u64>().ok()?, clock),
+        None => (0, up),
+    };
+    let hms: Vec<u64> = clock
+        .split(':')
+        .map(|n| n.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, s] = hms[..] else { return None };
+    let (open, rest) = rest.split_once(" TCP connections open, ")?;
+    let (_, totals) = rest.split_once("; since start: TCP ")?;
+    let (tcp, udp) = totals.split_once("; UDP ")?;
+    let numbers = |text: &str, labels: &[&str]| -> Option<Vec<u64>> {
+        let mut rest = text;
+        labels
+            .iter()
+            .map(|label| {
+                let (n, after) = rest.split_once(label)?;
+                rest = after;
+                n.trim_start_matches(", ").parse().ok()
+            })
+            .collect()
+    };
+    let tcp = numbers(
+        tcp,
+        &[
+            " accepted",
+            " closed",
+            " refused",
+            " bytes in",
+            " bytes out",
+        ],
+    )?;
+    let udp = numbers(udp, &[" datagrams in", " out", " bytes in", " bytes out"])?;
+    Some(Status {
+        name: name.to_string(),
+        up: days * 86_400 + h * 3600 + m * 60 + s,
+        open: open.parse().ok()?,
+        tcp: tcp.try_into().ok()?,
+        udp: udp.try_into().ok()?,
+    })
+}
+
+/// Sends SIGUSR1 and waits for `loops` status lines more than the log has; returns them.
+fn status_lines(reactor: &Reactor, loops: usize) -> Vec<Status> {
+    let statuses = |log: &str| -> Vec<Status> { messages(log).filter_map(status_line).collect() };
+    let before = statuses(&reactor.log()).len();
+    reactor.signal(libc::SIGUSR1);
+    let log = reactor.log_when("the status lines", |log| {
+        statuses(log).len() >= before + loops
+    });
+    statuses(&log).split_off(before)
+}
+
+/// One echo exchange of `text`, closed by the client; returns once the server logged it.
+fn echo_once(reactor: &Reactor, text: &[u8]) {
+    let mut stream = tcp(reactor.addr("echo", "tcp"));
+    let peer = stream.local_addr().unwrap();
+    stream.write_all(text).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut stream), text);
+    wait_closed_line(reactor, "echo", peer);
+}
+
+#[test]
+fn sigusr1_logs_uptime_and_totals_since_start() {
+    let began = Instant::now();
+    let reactor = Reactor::start(&["--max-conns-per-ip", "1"]);
+    let listening = Instant::now(); // the loop was made before it printed its listening lines
+    for _ in 0..3 {
+        echo_once(&reactor, b"hello");
+    }
+    // One held open; the next from the same source is over its limit: closed at once.
+    let held = tcp(reactor.addr("echo", "tcp"));
+    let mut refused = tcp(reactor.addr("echo", "tcp"));
+    assert_eq!(read_to_end(&mut refused), b"");
+    for _ in 0..2 {
+        let socket = udp(reactor.addr("daytime", "udp"));
+        socket.send(b"x").unwrap();
+        recv_text(&socket);
+        let peer = socket.local_addr().unwrap();
+        wait_message(
+            &reactor,
+            &format!("daytime udp {peer}: answered, 1 bytes in, 26 bytes out"),
+        );
+    }
+    let [status] = &status_lines(&reactor, 1)[..] else {
+        panic!("one status line")
+    };
+    assert!(status.up <= began.elapsed().as_secs(), "{status:?}");
+    assert_eq!(
+        *status,
+        Status {
+            name: "status".into(),
+            up: status.up,
+            open: 1,
+            tcp: [4, 3, 1, 15, 15],
+            udp: [2, 2, 2, 52],
+        }
+    );
+    drop(held);
+
+    // Uptime is measured in seconds, so let two of them pass (the clock is what is tested).
+    std::thread::sleep(Duration::from_secs(2).saturating_sub(listening.elapsed()));
+    let [status] = &status_lines(&reactor, 1)[..] else {
+        panic!("one status line")
+    };
+    let most = began.elapsed().as_secs();
+    assert!(
+        (2..=most).contains(&status.up),
+        "{status:?}, at most {most} s"
+    );
+}
+
+#[test]
+fn with_two_loops_each_logs_its_own_status_line_with_its_number() {
+    let reactor = Reactor::start(&["--threads", "2"]);
+    const CONNECTIONS: u64 = 6;
+    for _ in 0..CONNECTIONS {
+        echo_once(&reactor, b"abc");
+    }
+    let mut lines = status_lines(&reactor, 2);
+    lines.sort_by(|a, b| a.name.cmp(&b.name));
+    let names: Vec<&str> = lines.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["status loop 1/2", "status loop 2/2"]);
+    let sum = |field: fn(&Status) -> u64| lines.iter().map(field).sum::<u64>();
+    assert_eq!(
+        sum(|s| s.tcp[0]),
+        CONNECTIONS,
+        "accepted, both loops: {lines:?}"
+    );
+    assert_eq!(sum(|s| s.tcp[1]), CONNECTIONS, "closed: {lines:?}");
+    assert_eq!(sum(|s| s.tcp[3]), 3 * CONNECTIONS, "bytes in: {lines:?}");
+    assert_eq!(sum(|s| s.tcp[4]), 3 * CONNECTIONS, "bytes out: {lines:?}");
 }

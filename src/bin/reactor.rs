@@ -103,9 +103,10 @@ fn bind_loops(config: &Config) -> Result<Vec<Reactor>, String> {
     let settings = config.settings.share(config.threads);
     let mut loops = Vec::with_capacity(config.threads);
     let mut ports = config.services.clone();
-    for _ in 0..config.threads {
+    for number in 1..=config.threads {
         let mut reactor =
             Reactor::new(settings.clone()).map_err(|e| format!("cannot create poller: {e}"))?;
+        reactor.set_number(number, config.threads);
         for &(kind, port) in &ports {
             reactor
                 .bind_service(config.bind, kind, port, reuse_port)

@@ -71,8 +71,9 @@ Limits (counts up to 10000000; durations up to 86400000 ms, a day):
 stdout carries only one 'listening <service> <tcp|udp> <ip:port>' line per bound
 socket (best effort: a closed stdout does not stop the server); logs go to stderr.
 SIGINT, SIGTERM or SIGHUP: stop accepting, send 'Au Revoir' to every time-stream
-session, flush, exit 0 within a second. SIGUSR1: log a status line (connections,
-timers, queued replies).
+session, flush, exit 0 within a second. SIGUSR1: each event loop logs a status
+line: uptime, what it holds now (connections, timers, queued replies) and its
+totals since start (TCP connections and bytes, UDP datagrams and bytes).
 ";
 
 /// `SO_SNDBUF`/`SO_RCVBUF` of accepted connections unless told otherwise. Linux doubles it for
