@@ -46,11 +46,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
-/// Logs one line of `--trace-events` output; costs one branch when tracing is off.
+/// Logs one line of `--trace-events` output; costs one branch when tracing is off. The target
+/// is under the crate's name, so the binary's filter (only this crate's lines unless
+/// `--log-deps`) lets it through.
 macro_rules! trace_event {
     ($on:expr, $($arg:tt)+) => {
         if $on {
-            log::info!(target: "trace", $($arg)+);
+            log::info!(target: "inetloop::trace", $($arg)+);
         }
     };
 }

@@ -463,3 +463,77 @@ fn with_two_loops_each_logs_its_own_status_line_with_its_number() {
     assert_eq!(sum(|s| s.tcp[3]), 3 * CONNECTIONS, "bytes in: {lines:?}");
     assert_eq!(sum(|s| s.tcp[4]), 3 * CONNECTIONS, "bytes out: {lines:?}");
 }
+
+/// The timestamp of the reactor's first log line (what precedes ` [LEVEL]`).
+fn first_timestamp(reactor: &Reactor) -> String {
+    let log = reactor.log_when("a first log line", |log| log.contains('\n'));
+    let line = log.lines().next().expect("a line");
+    let (stamp, _) = line
+        .split_once(" [")
+        .unwrap_or_else(|| panic!("no timestamp in {line:?}"));
+    stamp.to_string()
+}
+
+/// Asserts that `at`, read from `stamp`, is a UTC time between `before` and now.
+fn assert_now(stamp: &str, at: chrono::NaiveDateTime, before: chrono::NaiveDateTime) {
+    let after = chrono::Utc::now().naive_utc();
+    let slack = chrono::TimeDelta::seconds(1);
+    assert!(
+        (before - slack..=after + slack).contains(&at),
+        "{stamp:?} is not now: {at} UTC is not within [{before}, {after}]"
+    );
+}
+
+#[test]
+fn log_lines_carry_the_date_in_local_time_or_rfc3339_utc() {
+    // A zone 5:30 ahead of UTC, named by a POSIX TZ string (no time zone database needed).
+    let zone = |command: &mut std::process::Command| {
+        command.env("TZ", "XST-5:30");
+    };
+    let ahead = chrono::TimeDelta::minutes(5 * 60 + 30);
+
+    let before = chrono::Utc::now().naive_utc();
+    let local = Reactor::start_with(&[], zone);
+    let stamp = first_timestamp(&local);
+    let at = chrono::NaiveDateTime::parse_from_str(&stamp, "%Y-%m-%d %H:%M:%S%.3f")
+        .unwrap_or_else(|e| panic!("{stamp:?}: {e}"));
+    assert_eq!(stamp.len(), "2026-11-25 23:55:01.123".len(), "{stamp:?}");
+    assert_now(&stamp, at - ahead, before);
+
+    let before = chrono::Utc::now().naive_utc();
+    let rfc3339 = Reactor::start_with(&["--log-time", "rfc3339"], zone);
+    let stamp = first_timestamp(&rfc3339);
+    let at =
+        chrono::DateTime::parse_from_rfc3339(&stamp).unwrap_or_else(|e| panic!("{stamp:?}: {e}"));
+    assert!(stamp.ends_with("+00:00"), "UTC: {stamp:?}");
+    assert_eq!(
+        stamp.len(),
+        "2026-11-25T23:55:01.123+00:00".len(),
+        "{stamp:?}"
+    );
+    assert_now(&stamp, at.naive_utc(), before);
+}
+
+#[test]
+fn dependencies_log_only_when_asked() {
+    let quiet = Reactor::start(&["-vv"]);
+    let loud = Reactor::start(&["-vv", "--log-deps"]);
+    for reactor in [&quiet, &loud] {
+        let mut stream = tcp(reactor.addr("echo", "tcp"));
+        let peer = stream.local_addr().unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(read_to_end(&mut stream), b"");
+        // Our own lines at every level are there, the debug ones too.
+        wait_closed_line(reactor, "echo", peer);
+        wait_message(reactor, &format!("echo tcp {peer}: open (#…"));
+    }
+    // mio logs each registration at trace level, with its source path.
+    let mio = "registering event source with poller";
+    let quiet = quiet.log();
+    assert!(
+        !quiet.contains(mio),
+        "mio's lines without --log-deps:\n{quiet}"
+    );
+    assert!(!quiet.contains(".cargo/registry"), "{quiet}");
+    assert!(loud.log().contains(mio), "no mio line with --log-deps");
+}

@@ -10,11 +10,13 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use inetloop::server::config::{Command, Config, USAGE, parse_args};
+use inetloop::server::config::{Command, Config, LogTime, USAGE, parse_args};
 use inetloop::server::listen::Proto;
 use inetloop::server::reactor::Reactor;
 use log::{LevelFilter, info, warn};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
+use time::UtcOffset;
+use time::macros::format_description;
 
 fn main() -> ExitCode {
     let config = match parse_args(std::env::args_os().skip(1).collect()) {
@@ -36,7 +38,7 @@ fn main() -> ExitCode {
         eprintln!("reactor: every service is off; nothing to serve (see --help)");
         return ExitCode::from(2);
     }
-    init_logging(config.log_level);
+    init_logging(&config);
     match serve(*config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -126,16 +128,48 @@ fn bind_loops(config: &Config) -> Result<Vec<Reactor>, String> {
     Ok(loops)
 }
 
-fn init_logging(level: LevelFilter) {
-    let mut config = ConfigBuilder::new();
-    config.set_thread_level(LevelFilter::Off);
-    config.set_target_level(LevelFilter::Off);
-    let _ = config.set_time_offset_to_local();
+/// Logs to stderr: `2026-11-25 23:55:01.123 [INFO] message` (see `--log-time`), only this
+/// crate's lines unless `--log-deps`.
+fn init_logging(config: &Config) {
+    let mut logger = ConfigBuilder::new();
+    logger.set_thread_level(LevelFilter::Off);
+    logger.set_target_level(LevelFilter::Off);
+    let mut local_offset_unknown = false;
+    match config.log_time {
+        LogTime::Local => {
+            logger.set_time_format_custom(format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
+            ));
+            // Read once, now, while the process has one thread (the `time` crate refuses
+            // later): a change of daylight saving time shows after a restart.
+            local_offset_unknown = logger.set_time_offset_to_local().is_err();
+        }
+        LogTime::Rfc3339 => {
+            logger.set_time_format_custom(format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3][offset_hour sign:mandatory]:[offset_minute]"
+            ));
+            logger.set_time_offset(UtcOffset::UTC);
+        }
+    }
+    if !config.log_deps {
+        // Targets are module paths: the library (`inetloop::…`, `--trace-events` included)
+        // and this binary. mio's own lines (registrations, at trace level) stay out.
+        logger.add_filter_allow_str("inetloop");
+        logger.add_filter_allow_str("reactor");
+    }
     let color = if std::io::stderr().is_terminal() {
         ColorChoice::Auto
     } else {
         ColorChoice::Never
     };
     // Only fails if a logger is already set, which cannot happen here.
-    let _ = TermLogger::init(level, config.build(), TerminalMode::Stderr, color);
+    let _ = TermLogger::init(
+        config.log_level,
+        logger.build(),
+        TerminalMode::Stderr,
+        color,
+    );
+    if local_offset_unknown {
+        warn!("the local time offset is unknown: log times are UTC");
+    }
 }
