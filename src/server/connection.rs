@@ -25,7 +25,7 @@
 //!   input than that yields, and the loop comes back to it after serving the others.
 //! - **Accounting**: bytes read and written are counted as they move (an integer add each),
 //!   and when the connection closes one line at info level says what it was, for how long,
-//!   how many bytes went each way, and why it ended ([`End`]):
+//!   how many bytes went each way, and why it ended (`End`):
 //!   `echo tcp 127.0.0.1:53122: closed after 1.204 s, 12 bytes in, 12 bytes out (peer closed)`.
 
 use std::fmt;

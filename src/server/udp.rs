@@ -13,7 +13,7 @@
 //! Logs: one line at info per exchange of a one-shot service
 //! (`daytime udp 127.0.0.1:40000: answered, 0 bytes in, 26 bytes out`); a service with
 //! sessions (the time stream) logs its sessions itself through [`Outbox::log`]. Either way the
-//! lines go through the socket's [`LogBudget`]: a datagram costs an attacker nothing and may
+//! lines go through the socket's `LogBudget`: a datagram costs an attacker nothing and may
 //! carry any source address, so the per-source budgets cannot bound the log — at most
 //! [`UDP_LOG_BUDGET`] lines a second per socket are written, and one more line sums up the
 //! rest.
