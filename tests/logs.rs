@@ -537,3 +537,39 @@ fn dependencies_log_only_when_asked() {
     assert!(!quiet.contains(".cargo/registry"), "{quiet}");
     assert!(loud.log().contains(mio), "no mio line with --log-deps");
 }
+
+#[test]
+fn a_connection_cut_short_by_the_send_timeout_or_a_reset_says_so() {
+    let reactor = Reactor::start(&["--send-timeout-ms", "300"]);
+
+    // Writes and never reads: echo's output stalls, and 300 ms later the server gives up
+    // (its close resets the connection under our blocked write).
+    let stream = tcp(reactor.addr("echo", "tcp"));
+    let peer = stream.local_addr().unwrap();
+    let chunk = vec![b'w'; 64 * 1024];
+    let mut written = 0usize;
+    let error = loop {
+        match (&stream).write(&chunk) {
+            Ok(n) => written += n,
+            Err(e) => break e,
+        }
+        assert!(written < 64 << 20, "the server never stopped taking input");
+    };
+    let line = wait_closed_line(&reactor, "echo", peer);
+    assert_eq!(
+        line.why, "send timeout: peer took no output for 300ms",
+        "{line:?} (our write: {error})"
+    );
+    assert!(line.bytes_out < line.bytes_in, "{line:?}");
+
+    // Sends, reads one byte of the echo, and closes with the rest unread: the kernel resets
+    // the connection instead of closing it.
+    let mut stream = tcp(reactor.addr("echo", "tcp"));
+    let peer = stream.local_addr().unwrap();
+    stream.write_all(&[b'r'; 1000]).unwrap();
+    stream.read_exact(&mut [0u8; 1]).unwrap();
+    drop(stream);
+    let line = wait_closed_line(&reactor, "echo", peer);
+    assert!(line.why.starts_with("peer reset: "), "{line:?}");
+    assert_eq!(line.bytes_in, 1000, "{line:?}");
+}
