@@ -23,12 +23,17 @@
 //!   a byte read or written.
 //! - **Fairness**: at most [`PUMP_BUDGET`] read/write rounds per turn; a connection with more
 //!   input than that yields, and the loop comes back to it after serving the others.
+//! - **Accounting**: bytes read and written are counted as they move (an integer add each),
+//!   and when the connection closes one line at info level says what it was, for how long,
+//!   how many bytes went each way, and why it ended (`End`):
+//!   `echo tcp 127.0.0.1:53122: closed after 1.204 s, 12 bytes in, 12 bytes out (peer closed)`.
 
+use std::fmt;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-use log::debug;
+use log::{debug, info};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
@@ -59,6 +64,57 @@ enum Phase {
     Lingering,
 }
 
+/// Why a connection ended, for its log line. The first three say who finished the
+/// conversation (the close then went as planned); the others say what cut it short, and
+/// replace any of the first three: a service done whose peer then never sent its FIN ended
+/// with [`End::LingerExpired`].
+#[derive(Debug)]
+enum End {
+    /// The service finished: daytime and RFC 868 after their reply, the time stream after
+    /// `Au Revoir` (or after its own `error: …` line, which it logs itself).
+    ServiceDone,
+    /// The peer sent FIN and the service had nothing more to say.
+    PeerClosed,
+    /// The server is stopping.
+    Shutdown,
+    /// Nothing was read or written for `--idle-timeout-ms`.
+    IdleTimeout(Duration),
+    /// Output waited this long (`--send-timeout-ms`) with the peer taking none of it.
+    SendTimeout(Duration),
+    /// After our FIN, the peer sent none of its own within [`LINGER`].
+    LingerExpired,
+    /// A read, a write or a registration failed: the peer reset, a broken pipe…
+    Failed(io::Error),
+}
+
+impl End {
+    /// Whether this says what cut the connection short (then it replaces an earlier reason).
+    fn is_abrupt(&self) -> bool {
+        !matches!(self, End::ServiceDone | End::PeerClosed | End::Shutdown)
+    }
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            End::ServiceDone => f.write_str("service done"),
+            End::PeerClosed => f.write_str("peer closed"),
+            End::Shutdown => f.write_str("shutdown"),
+            End::IdleTimeout(idle) => {
+                write!(f, "idle timeout: nothing sent or received for {idle:?}")
+            }
+            End::SendTimeout(limit) => write!(f, "send timeout: peer took no output for {limit:?}"),
+            End::LingerExpired => write!(f, "linger expired: no FIN from peer within {LINGER:?}"),
+            End::Failed(e) => match e.kind() {
+                io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe => write!(f, "peer reset: {e}"),
+                _ => write!(f, "I/O error: {e}"),
+            },
+        }
+    }
+}
+
 /// One accepted TCP connection.
 pub struct Connection {
     stream: TcpStream,
@@ -85,6 +141,14 @@ pub struct Connection {
     housekeeping: u64,
     /// When the current housekeeping timer is due.
     housekeeping_at: Option<Instant>,
+    /// When the connection was filed (the turn it was accepted in), for its log line.
+    opened: Instant,
+    /// Bytes read from the socket, discarded ones included.
+    bytes_in: u64,
+    /// Bytes written to the socket, straight through or from the queue.
+    bytes_out: u64,
+    /// Why it ended (or is ending), once known.
+    end: Option<End>,
 }
 
 impl Connection {
@@ -111,8 +175,13 @@ impl Connection {
             output_stalled_since: None,
             housekeeping: 0,
             housekeeping_at: None,
+            opened: cx.shared.now,
+            bytes_in: 0,
+            bytes_out: 0,
+            end: None,
         };
         cx.shared.connections += 1;
+        cx.shared.totals.tcp_accepted += 1;
         debug!("{} tcp {peer}: open ({})", kind.name(), cx.label());
         trace_event!(
             cx.tracing(),
@@ -124,11 +193,14 @@ impl Connection {
             let deadline = cx.shared.now + idle;
             conn.arm_housekeeping(cx, deadline);
         }
-        let verdict = match conn.call_service(cx.shared, cx.token, |service, env, out| {
-            service.on_open(env, out)
-        }) {
+        let verdict = match conn.call_service(
+            cx.shared,
+            cx.token,
+            End::ServiceDone,
+            |service, env, out| service.on_open(env, out),
+        ) {
             Ok(()) => conn.settle(cx),
-            Err(e) => conn.fail(&e),
+            Err(e) => conn.fail(e),
         };
         (conn, verdict)
     }
@@ -141,12 +213,14 @@ impl Connection {
     }
 
     /// Calls one entry point of the service, if it is still serving, with an [`Output`] that
-    /// writes straight to the socket while nothing is queued. Returns the error a direct write
-    /// met, for which the connection must close.
+    /// writes straight to the socket while nothing is queued. If the service is done after it,
+    /// `done` is why the connection ends. Returns the error a direct write met, for which the
+    /// connection must close.
     fn call_service(
         &mut self,
         shared: &mut Shared,
         token: Token,
+        done: End,
         call: impl FnOnce(&mut dyn TcpService, &mut Env, &mut Output) -> Next,
     ) -> io::Result<()> {
         if self.phase != Phase::Serving {
@@ -163,19 +237,43 @@ impl Connection {
                 crate::slots::KeyLabel(token.0)
             );
             self.last_activity = shared.now;
+            self.count_out(written, shared);
         }
         if next == Next::Close {
             self.phase = Phase::Closing;
+            self.ending(done);
         }
         error.map_or(Ok(()), Err)
     }
 
-    /// Logs why the connection must close, and says so.
-    fn fail(&self, error: &io::Error) -> Verdict {
+    /// Records why the connection ends: the first reason, unless a later one says what cut it
+    /// short.
+    fn ending(&mut self, why: End) {
+        if self.end.is_none() || why.is_abrupt() {
+            self.end = Some(why);
+        }
+    }
+
+    /// Records the error for which the connection must close, and says so.
+    fn fail(&mut self, error: io::Error) -> Verdict {
         // ECONNRESET, EPIPE (SIGPIPE is ignored, so a write to a closed peer returns an error
         // instead of killing us), ETIMEDOUT…: this connection only.
-        debug!("{} {}: {error}", self.kind.name(), self.peer);
+        self.ending(End::Failed(error));
         Verdict::Close
+    }
+
+    /// Why the connection ended, for its log line.
+    fn why(&self) -> &dyn fmt::Display {
+        match &self.end {
+            Some(end) => end,
+            // Every path to a close records a reason; this would be a bug, said plainly.
+            None => &"reason not recorded",
+        }
+    }
+
+    fn count_out(&mut self, written: usize, shared: &mut Shared) {
+        self.bytes_out += written as u64;
+        shared.totals.tcp_bytes_out += written as u64;
     }
 
     /// Makes `deadline` the one housekeeping timer (earlier ones go stale).
@@ -200,24 +298,22 @@ impl Connection {
     fn on_housekeeping(&mut self, cx: &mut Context) -> Verdict {
         let (now, settings) = (cx.shared.now, &cx.shared.settings);
         let why = if self.phase == Phase::Lingering {
-            Some(format!("no FIN from peer after {LINGER:?}"))
+            Some(End::LingerExpired)
         } else if let Some(limit) = settings.send_timeout
             && self
                 .output_stalled_since
                 .is_some_and(|since| now >= since + limit)
         {
-            Some(format!(
-                "peer took no output for {limit:?} (--send-timeout-ms)"
-            ))
+            Some(End::SendTimeout(limit))
         } else if let Some(idle) = settings.idle_timeout
             && now >= self.last_activity + idle
         {
-            Some(format!("idle for {idle:?}"))
+            Some(End::IdleTimeout(idle))
         } else {
             None
         };
         if let Some(why) = why {
-            debug!("{} {}: {why}, closing", self.kind.name(), self.peer);
+            self.ending(why);
             return Verdict::Close;
         }
         self.housekeeping_at = None;
@@ -231,17 +327,14 @@ impl Connection {
     fn settle(&mut self, cx: &mut Context) -> Verdict {
         let verdict = match self.pump(cx) {
             Ok(verdict) => verdict,
-            Err(e) => return self.fail(&e),
+            Err(e) => return self.fail(e),
         };
         if verdict == Verdict::Close {
             return verdict;
         }
         match self.update_interest(cx) {
             Ok(()) => verdict,
-            Err(e) => {
-                debug!("{} {}: reregister: {e}", self.kind.name(), self.peer);
-                Verdict::Close
-            }
+            Err(e) => self.fail(io::Error::new(e.kind(), format!("reregister: {e}"))),
         }
     }
 
@@ -301,23 +394,31 @@ impl Connection {
                     trace_event!(trace, "{label}: read EOF");
                     self.input_ready = false;
                     self.input_closed = true;
-                    self.call_service(cx.shared, cx.token, |service, env, out| {
-                        service.on_input_closed(env, out)
-                    })?;
+                    self.call_service(
+                        cx.shared,
+                        cx.token,
+                        End::PeerClosed,
+                        |service, env, out| service.on_input_closed(env, out),
+                    )?;
                     return Ok(true);
                 }
                 Ok(n) => {
                     trace_event!(trace, "{label}: read {n} bytes");
                     self.last_activity = cx.shared.now;
+                    self.bytes_in += n as u64;
+                    cx.shared.totals.tcp_bytes_in += n as u64;
                     if n < want && !self.peer_closed_hint {
                         // A short read emptied the receive queue: skip the `read` that would
                         // only say WouldBlock. Any new byte raises a new edge.
                         self.input_ready = false;
                     }
                     let input = buf.get(..n).unwrap_or_default();
-                    self.call_service(cx.shared, cx.token, |service, env, out| {
-                        service.on_input(input, env, out)
-                    })?;
+                    self.call_service(
+                        cx.shared,
+                        cx.token,
+                        End::ServiceDone,
+                        |service, env, out| service.on_input(input, env, out),
+                    )?;
                     return Ok(true);
                 }
                 // Drained: nothing more until the next readable edge.
@@ -349,6 +450,7 @@ impl Connection {
         }
         if written > 0 {
             self.last_activity = cx.shared.now;
+            self.count_out(written, cx.shared);
             // The peer took something: a stall, if any, starts again from now.
             if self.output_stalled_since.is_some() {
                 self.output_stalled_since = Some(cx.shared.now);
@@ -414,11 +516,14 @@ impl Handler for Connection {
             Tag::Plumbing(_) if self.timer_is_live(tag) => self.on_housekeeping(cx),
             Tag::Plumbing(_) => Verdict::Keep,
             Tag::Service(tag) => {
-                match self.call_service(cx.shared, cx.token, |service, env, out| {
-                    service.on_timer(tag, env, out)
-                }) {
+                match self.call_service(
+                    cx.shared,
+                    cx.token,
+                    End::ServiceDone,
+                    |service, env, out| service.on_timer(tag, env, out),
+                ) {
                     Ok(()) => self.settle(cx),
-                    Err(e) => self.fail(&e),
+                    Err(e) => self.fail(e),
                 }
             }
         }
@@ -433,22 +538,28 @@ impl Handler for Connection {
 
     /// The server is stopping: let the service say goodbye, then close as usual.
     fn on_shutdown(&mut self, cx: &mut Context) -> Verdict {
-        match self.call_service(cx.shared, cx.token, |service, env, out| {
+        match self.call_service(cx.shared, cx.token, End::Shutdown, |service, env, out| {
             service.on_shutdown(env, out)
         }) {
             Ok(()) => self.settle(cx),
-            Err(e) => self.fail(&e),
+            Err(e) => self.fail(e),
         }
     }
 
+    /// Logs the connection's one line: what, how long, bytes each way, why it ended.
     fn on_close(&mut self, cx: &mut Context) {
         cx.shared.connections -= 1;
+        cx.shared.totals.tcp_closed += 1;
         cx.shared.by_source.release(self.peer.ip());
-        debug!(
-            "{} tcp {}: closed ({})",
+        let lasted = cx.shared.now.saturating_duration_since(self.opened);
+        info!(
+            "{} tcp {}: closed after {:.3} s, {} bytes in, {} bytes out ({})",
             self.kind.name(),
             self.peer,
-            cx.label()
+            lasted.as_secs_f64(),
+            self.bytes_in,
+            self.bytes_out,
+            self.why()
         );
         if let Err(e) = cx.registry.deregister(&mut self.stream) {
             debug!("{}: deregister: {e}", cx.label());
