@@ -313,7 +313,7 @@ fn bad_rules_exit_2_with_one_line_naming_the_flag_and_help_lists_both_flags() {
         ),
         (
             ["--deny", "ftp=10.0.0.0/8"],
-            "reactor: --deny: 'ftp' is not a service (time, echo, daytime or rfc868)\n",
+            "reactor: --deny: 'ftp' is not a service (time, echo, daytime, rfc868 or metrics)\n",
         ),
         (
             ["--deny", "10.0.0.1/8"],

@@ -15,11 +15,13 @@ use std::net::{IpAddr, ToSocketAddrs};
 use inetloop::server::activation::{self, Listen, PassedSocket};
 use inetloop::server::config::{BindTarget, Command, Config, LogTime, USAGE, parse_args};
 use inetloop::server::listen::{self, Proto};
+use inetloop::server::metrics::Board;
 use inetloop::server::privileges;
 use inetloop::server::reactor::Reactor;
 use log::{LevelFilter, info, warn};
 use mio::net::{TcpListener, UdpSocket};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
+use std::sync::Arc;
 use time::UtcOffset;
 use time::macros::format_description;
 
@@ -42,7 +44,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if config.services.is_empty() && listen.fds.is_none() {
+    if config.services.is_empty() && config.metrics.is_none() && listen.fds.is_none() {
         eprintln!("reactor: every service is off; nothing to serve (see --help)");
         return ExitCode::from(2);
     }
@@ -63,15 +65,22 @@ fn serve(config: Config, listen: &Listen) -> Result<(), String> {
         None => None,
     };
     let passed = activation::adopt(listen.descriptors(std::process::id())?, &config.services)?;
-    let loops = if passed.is_empty() {
-        bind_loops(&config, &resolve(&config.bind)?)?
+    // Every loop's counters, which the metrics endpoint (on loop 1) reads.
+    let board = Board::new(config.threads);
+    let mut loops = if passed.is_empty() {
+        bind_loops(&config, &board, &resolve(&config.bind)?)?
     } else {
         info!(
-            "socket activation: serving the {} socket(s) the supervisor passed; binding nothing",
+            "socket activation: serving the {} socket(s) the supervisor passed; binding nothing \
+             but --metrics",
             passed.len()
         );
-        adopt_loops(&config, passed)?
+        adopt_loops(&config, &board, passed)?
     };
+    // One endpoint for every loop: loop 1 serves it (its pages read every loop's counters).
+    if let (Some(addr), Some(first)) = (config.metrics, loops.first_mut()) {
+        first.serve_metrics(addr).map_err(|e| e.to_string())?;
+    }
     if let Some(who) = identity {
         privileges::drop_to(&who)?;
         info!("running as {} (uid {}, gid {})", who.user, who.uid, who.gid);
@@ -152,12 +161,16 @@ fn announce(sockets: &[inetloop::server::listen::BoundSocket]) {
 /// the requested ports on every address (the OS chooses for port 0, on the first address;
 /// the others take the same number); the other loops bind the ports it got, with
 /// `SO_REUSEPORT`, so the kernel spreads clients among the loops.
-fn bind_loops(config: &Config, addresses: &[IpAddr]) -> Result<Vec<Reactor>, String> {
+fn bind_loops(
+    config: &Config,
+    board: &Arc<Board>,
+    addresses: &[IpAddr],
+) -> Result<Vec<Reactor>, String> {
     let reuse_port = config.threads > 1;
     let mut ports = config.services.clone();
     let mut loops = Vec::with_capacity(config.threads);
     for number in 1..=config.threads {
-        let mut reactor = new_loop(config, number)?;
+        let mut reactor = new_loop(config, board, number)?;
         for (kind, port) in &mut ports {
             for &ip in addresses {
                 reactor
@@ -175,11 +188,15 @@ fn bind_loops(config: &Config, addresses: &[IpAddr]) -> Result<Vec<Reactor>, Str
 
 /// One `Reactor` per `--threads` on the sockets the supervisor passed: every loop serves its
 /// own duplicate of each (`dup`), and the kernel wakes whichever loop is waiting.
-fn adopt_loops(config: &Config, passed: Vec<PassedSocket>) -> Result<Vec<Reactor>, String> {
+fn adopt_loops(
+    config: &Config,
+    board: &Arc<Board>,
+    passed: Vec<PassedSocket>,
+) -> Result<Vec<Reactor>, String> {
     let settings = &config.settings;
     let mut loops = Vec::with_capacity(config.threads);
     for number in 1..=config.threads {
-        let mut reactor = new_loop(config, number)?;
+        let mut reactor = new_loop(config, board, number)?;
         for passed in &passed {
             let socket = passed
                 .socket
@@ -204,11 +221,12 @@ fn adopt_loops(config: &Config, passed: Vec<PassedSocket>) -> Result<Vec<Reactor
     Ok(loops)
 }
 
-/// Loop `number` of `--threads`, with its share of the limits, watching the signals.
-fn new_loop(config: &Config, number: usize) -> Result<Reactor, String> {
+/// Loop `number` of `--threads`, with its share of the limits and its counters on `board`,
+/// watching the signals.
+fn new_loop(config: &Config, board: &Arc<Board>, number: usize) -> Result<Reactor, String> {
     let settings = config.settings.share(config.threads);
-    let mut reactor = Reactor::new(settings).map_err(|e| format!("cannot create poller: {e}"))?;
-    reactor.set_number(number, config.threads);
+    let mut reactor = Reactor::on_board(settings, Arc::clone(board), number)
+        .map_err(|e| format!("cannot create poller: {e}"))?;
     reactor
         .watch_signals()
         .map_err(|e| format!("cannot watch signals: {e}"))?;

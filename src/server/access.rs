@@ -218,11 +218,11 @@ impl AccessList {
 pub fn parse_rule(action: Action, text: &str) -> Result<Rule, String> {
     let (service, cidr) = match text.split_once('=') {
         Some((name, cidr)) => {
-            let service = ServiceKind::ALL
+            let service = ServiceKind::EVERY
                 .into_iter()
                 .find(|kind| kind.name().eq_ignore_ascii_case(name))
                 .ok_or_else(|| {
-                    format!("'{name}' is not a service (time, echo, daytime or rfc868)")
+                    format!("'{name}' is not a service (time, echo, daytime, rfc868 or metrics)")
                 })?;
             (Some(service), cidr)
         }
@@ -446,25 +446,6 @@ impl RefusalLog {
     }
 }
 
-/// Refusals counted since the start, by transport (for the status line, later for metrics).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RefusedCount {
-    /// Connections closed straight after `accept`.
-    pub tcp: u64,
-    /// Datagrams dropped straight after `recv_from`.
-    pub udp: u64,
-}
-
-impl RefusedCount {
-    pub fn add(&mut self, proto: Proto) {
-        let counter = match proto {
-            Proto::Tcp => &mut self.tcp,
-            Proto::Udp => &mut self.udp,
-        };
-        *counter = counter.saturating_add(1);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,7 +607,7 @@ mod tests {
         );
         assert_eq!(
             err("ftp=10.0.0.0/8"),
-            "'ftp' is not a service (time, echo, daytime or rfc868)"
+            "'ftp' is not a service (time, echo, daytime, rfc868 or metrics)"
         );
         assert!(err("echo=").contains("is not an IP address or CIDR"));
     }

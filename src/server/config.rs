@@ -4,7 +4,7 @@
 //! single socket exists, and so tests can parse argument lists directly.
 
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -25,6 +25,10 @@ Services (each on TCP and UDP, same port number; PORT 0 lets the OS choose):
   --echo PORT|off          echo, RFC 862                             (default 8081)
   --daytime PORT|off       daytime, RFC 867: one line of local time  (default 8013)
   --rfc868 PORT|off        time, RFC 868: 4-byte seconds since 1900  (default 8037)
+  --metrics ADDR:PORT|off  an HTTP/1.1 endpoint on this one address, TCP only,
+                           served by the same loop (loop 1 with --threads): GET
+                           /metrics for Prometheus (every loop, labelled), GET /
+                           for a status page; e.g. 127.0.0.1:9100      (default off)
 
 Options:
   --bind ADDRESS           an address every service listens on: IPv4, IPv6 or a
@@ -40,8 +44,10 @@ Options:
   --interval-ms MS         interval between ticks, 1 to 86400000     (default 1000)
   --greeting-timeout-ms MS a time-stream client must finish its greeting line
                            this long after connecting, however slowly it
-                           sends; then 'error: greeting timeout' and close
-                                                                     (default 5000)
+                           sends; then 'error: greeting timeout' and close.
+                           Also the deadline of each request head on the
+                           metrics endpoint (from the accept or the previous
+                           response; then 408, or a silent close)    (default 5000)
   --threads N              independent event loops, each with its own sockets on the
                            same ports (SO_REUSEPORT); the limits below are shared
                            out equally among them, 1 to 256          (default 1)
@@ -89,8 +95,8 @@ Access (IP addresses only, never names; CIDR = ADDRESS[/PREFIX], e.g. 10.0.0.0/8
   --allow [SERVICE=]CIDR   let these peers in; once an --allow applies to a
                            service, peers that no rule matches are refused
   --deny [SERVICE=]CIDR    refuse these peers     (default: no rules, all allowed)
-Both flags repeat, in any order; SERVICE (time, echo, daytime, rfc868) limits a
-rule to one service. Of the rules that match a peer, the longest prefix decides;
+Both flags repeat, in any order; SERVICE (time, echo, daytime, rfc868, metrics)
+limits a rule to one service. Of the rules that match a peer, the longest prefix decides;
 at equal length --deny wins. ::ffff:a.b.c.d peers count as IPv4. A refused TCP
 connection is closed before any byte, a refused datagram dropped unanswered; the
 first refusal of each peer is logged, the others summed at most once a second.
@@ -101,7 +107,7 @@ SIGINT, SIGTERM or SIGHUP: stop accepting, send 'Au Revoir' to every time-stream
 session, flush, exit 0 within a second. SIGUSR1: each event loop logs a status
 line: uptime, what it holds now (connections, timers, queued replies), its totals
 since start (TCP connections and bytes, UDP datagrams and bytes) and the access
-list refusals.
+list refusals — the same counters as --metrics serves.
 ";
 
 /// `SO_SNDBUF`/`SO_RCVBUF` of accepted connections unless told otherwise. Linux doubles it for
@@ -178,6 +184,7 @@ pub fn flag(kind: ServiceKind) -> &'static str {
         ServiceKind::Echo => "--echo",
         ServiceKind::Daytime => "--daytime",
         ServiceKind::Rfc868 => "--rfc868",
+        ServiceKind::Metrics => "--metrics",
     }
 }
 
@@ -189,6 +196,8 @@ pub fn default_port(kind: ServiceKind) -> u16 {
         ServiceKind::Echo => 8081,
         ServiceKind::Daytime => 8013,
         ServiceKind::Rfc868 => 8037,
+        // Off unless `--metrics ADDR:PORT` names its own address.
+        ServiceKind::Metrics => 0,
     }
 }
 
@@ -221,6 +230,8 @@ pub struct Config {
     pub threads: usize,
     /// The services that are on, with their port (0 = OS's choice).
     pub services: Vec<(ServiceKind, u16)>,
+    /// `--metrics`: where the metrics endpoint listens (TCP only, loop 1), if anywhere.
+    pub metrics: Option<SocketAddr>,
     pub settings: Settings,
     pub log_level: LevelFilter,
     pub log_time: LogTime,
@@ -275,6 +286,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
             services.push((kind, port));
         }
     }
+    let metrics = option(&mut args, "--metrics", parse_metrics_addr)?.flatten();
 
     let service = ServiceSettings {
         ticks: count(&mut args, "--ticks", 0..=MAX_TICKS, defaults.service.ticks)?,
@@ -345,6 +357,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
         group,
         threads,
         services,
+        metrics,
         settings,
         log_level,
         log_time,
@@ -541,6 +554,16 @@ fn parse_port(text: &str) -> Result<Option<u16>, String> {
         .map_err(|_| format!("'{text}' is not a port number (0-65535) or 'off'"))
 }
 
+/// `off` → `None`; otherwise `IP:PORT` (`[IPv6]:PORT`), port 0 letting the OS choose.
+fn parse_metrics_addr(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    SocketAddr::from_str(text)
+        .map(Some)
+        .map_err(|_| format!("'{text}' is not ADDR:PORT (e.g. 127.0.0.1:9100, [::1]:0) or 'off'"))
+}
+
 fn parse_log_time(text: &str) -> Result<LogTime, String> {
     match text {
         "local" => Ok(LogTime::Local),
@@ -588,6 +611,12 @@ mod tests {
         assert_eq!(config.settings.service.ticks, 60);
         assert_eq!(config.settings.service.interval, Duration::from_secs(1));
         assert_eq!(config.log_level, LevelFilter::Info);
+        assert_eq!(config.metrics, None, "no metrics endpoint unless asked");
+        assert_eq!(
+            run_config(&["--metrics", "[::1]:9100"]).metrics,
+            Some("[::1]:9100".parse().unwrap())
+        );
+        assert_eq!(run_config(&["--metrics", "OFF"]).metrics, None);
         assert_eq!(config.log_time, LogTime::Local);
         assert!(!config.log_deps);
         let config = run_config(&["--log-time", "rfc3339", "--log-deps"]);
@@ -676,7 +705,7 @@ mod tests {
         assert!(err(&["--deny", "localhost"]).starts_with("--deny: 'localhost' is not an IP"));
         assert_eq!(
             err(&["--deny", "smtp=10.0.0.0/8"]),
-            "--deny: 'smtp' is not a service (time, echo, daytime or rfc868)"
+            "--deny: 'smtp' is not a service (time, echo, daytime, rfc868 or metrics)"
         );
         assert_eq!(err(&["--allow"]), "--allow: missing value");
         assert!(!err(&["--allow", "1.2.3.4/8"]).contains('\n'), "one line");
@@ -703,6 +732,11 @@ mod tests {
         assert!(err(&["--interval-ms", "18446744073709551615"]).contains("one day"));
         assert!(err(&["--idle-timeout-ms", "86400001"]).contains("one day"));
         assert!(err(&["--frobnicate"]).contains("unexpected argument '--frobnicate'"));
+        assert_eq!(
+            err(&["--metrics", "9100"]),
+            "--metrics: '9100' is not ADDR:PORT (e.g. 127.0.0.1:9100, [::1]:0) or 'off'"
+        );
+        assert_eq!(err(&["--metrics"]), "--metrics: missing value");
         assert_eq!(
             err(&["--log-time", "utc"]),
             "--log-time: 'utc' is not one of: local, rfc3339"

@@ -23,10 +23,14 @@
 //!   a byte read or written.
 //! - **Fairness**: at most [`PUMP_BUDGET`] read/write rounds per turn; a connection with more
 //!   input than that yields, and the loop comes back to it after serving the others.
-//! - **Accounting**: bytes read and written are counted as they move (an integer add each),
-//!   and when the connection closes one line at info level says what it was, for how long,
-//!   how many bytes went each way, and why it ended (`End`):
+//! - **Accounting**: bytes read and written are counted as they move (an integer add each, in
+//!   the connection and in its service's counters, `totals.rs`), and when the connection
+//!   closes it is counted under why it ended, and one line at info level says what it was,
+//!   for how long, how many bytes went each way, and why it ended (`End`):
 //!   `echo tcp 127.0.0.1:53122: closed after 1.204 s, 12 bytes in, 12 bytes out (peer closed)`.
+//! - **Output larger than the buffer**: when the queue drains while the service is still
+//!   serving, the service is told (`on_output_drained`), so it can go on writing (the metrics
+//!   endpoint's pages).
 
 use std::fmt;
 use std::io::{self, Read};
@@ -39,8 +43,10 @@ use mio::{Interest, Token};
 
 use super::config::Settings;
 use super::handler::{Context, Handler, Shared};
+use super::listen::Proto;
 use super::readiness::{Readiness, Verdict};
 use super::timer::Tag;
+use super::totals::CloseReason;
 use crate::nonblocking::{interrupted, would_block};
 use crate::services::ServiceKind;
 use crate::services::contract::{Env, Next, OutBuf, Output, TcpService};
@@ -91,6 +97,24 @@ impl End {
     /// Whether this says what cut the connection short (then it replaces an earlier reason).
     fn is_abrupt(&self) -> bool {
         !matches!(self, End::ServiceDone | End::PeerClosed | End::Shutdown)
+    }
+
+    /// The reason it is counted under.
+    fn reason(&self) -> CloseReason {
+        match self {
+            End::ServiceDone => CloseReason::ServiceDone,
+            End::PeerClosed => CloseReason::PeerClosed,
+            End::Shutdown => CloseReason::Shutdown,
+            End::IdleTimeout(_) => CloseReason::IdleTimeout,
+            End::SendTimeout(_) => CloseReason::SendTimeout,
+            End::LingerExpired => CloseReason::LingerExpired,
+            End::Failed(e) => match e.kind() {
+                io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe => CloseReason::PeerReset,
+                _ => CloseReason::IoError,
+            },
+        }
     }
 }
 
@@ -181,7 +205,7 @@ impl Connection {
             end: None,
         };
         cx.shared.connections += 1;
-        cx.shared.totals.tcp_accepted += 1;
+        cx.shared.totals.of(kind).tcp.accepted.add(1);
         debug!("{} tcp {peer}: open ({})", kind.name(), cx.label());
         trace_event!(
             cx.tracing(),
@@ -228,7 +252,9 @@ impl Connection {
         }
         let mut out = Output::new(&mut self.out, Some(&mut self.stream));
         let service = self.service.as_mut();
-        let next = shared.with_env(token, |env| call(service, env, &mut out));
+        let next = shared.with_env(token, self.kind, Proto::Tcp, |env| {
+            call(service, env, &mut out)
+        });
         let (written, error) = out.finish();
         if written > 0 {
             trace_event!(
@@ -273,7 +299,12 @@ impl Connection {
 
     fn count_out(&mut self, written: usize, shared: &mut Shared) {
         self.bytes_out += written as u64;
-        shared.totals.tcp_bytes_out += written as u64;
+        shared
+            .totals
+            .of(self.kind)
+            .tcp
+            .bytes_out
+            .add(written as u64);
     }
 
     /// Makes `deadline` the one housekeeping timer (earlier ones go stale).
@@ -345,7 +376,17 @@ impl Connection {
             if self.input_ready {
                 progress |= self.read_once(cx)?;
             }
-            progress |= self.flush(cx)?;
+            let flushed = self.flush(cx)?;
+            progress |= flushed;
+            if flushed && self.out.is_empty() && self.phase == Phase::Serving {
+                // The queue has drained: a service with more to say goes on.
+                self.call_service(
+                    cx.shared,
+                    cx.token,
+                    End::ServiceDone,
+                    |service, env, out| service.on_output_drained(env, out),
+                )?;
+            }
             if self.phase == Phase::Closing && self.out.is_empty() {
                 // FIN goes out after the last byte of output.
                 self.stream.shutdown(Shutdown::Write)?;
@@ -406,7 +447,7 @@ impl Connection {
                     trace_event!(trace, "{label}: read {n} bytes");
                     self.last_activity = cx.shared.now;
                     self.bytes_in += n as u64;
-                    cx.shared.totals.tcp_bytes_in += n as u64;
+                    cx.shared.totals.of(self.kind).tcp.bytes_in.add(n as u64);
                     if n < want && !self.peer_closed_hint {
                         // A short read emptied the receive queue: skip the `read` that would
                         // only say WouldBlock. Any new byte raises a new edge.
@@ -549,7 +590,8 @@ impl Handler for Connection {
     /// Logs the connection's one line: what, how long, bytes each way, why it ended.
     fn on_close(&mut self, cx: &mut Context) {
         cx.shared.connections -= 1;
-        cx.shared.totals.tcp_closed += 1;
+        let reason = self.end.as_ref().map_or(CloseReason::IoError, End::reason);
+        cx.shared.totals.of(self.kind).tcp.close(reason);
         cx.shared.by_source.release(self.peer.ip());
         let lasted = cx.shared.now.saturating_duration_since(self.opened);
         info!(

@@ -13,21 +13,28 @@
 //!
 //! [`Context::access_allows`] is where the listener and the UDP port ask the access list
 //! (`access.rs`) about a peer, and where a refusal is counted and logged.
+//!
+//! What the loop counts lives in [`Shared::totals`] (`totals.rs`): this loop's counters, which
+//! the metrics endpoint reads from any loop. A service's own figures reach them through the
+//! `Env` that [`Shared::with_env`] lends, whose observer is the service's [`Cell`].
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use log::warn;
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 
-use super::access::{Decision, Note, RefusalLog, RefusedCount, canonical};
+use super::access::{Decision, Note, RefusalLog, canonical};
 use super::config::Settings;
 use super::listen::Proto;
+use super::metrics::Board;
 use super::per_source::ConnectionsBySource;
 use super::rate_limit::RateLimiter;
 use super::readiness::{Readiness, Verdict};
 use super::timer::{Tag, TimerHeap};
+use super::totals::{Cell, Dropped, Refused, Totals, UdpTotals};
 use crate::services::ServiceKind;
 use crate::services::clock::WallClock;
 use crate::services::contract::{Env, TimerTag, Timers};
@@ -78,30 +85,6 @@ pub struct AcceptGate {
     pub exhaustion_logged: bool,
 }
 
-/// What the loop has done since it started: plain counters, added to where the work is done
-/// (one integer add, no allocation), read by the SIGUSR1 status line. Every field only grows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Totals {
-    /// TCP connections accepted and served (filed under a token).
-    pub tcp_accepted: u64,
-    /// TCP connections closed; `tcp_accepted - tcp_closed` are open.
-    pub tcp_closed: u64,
-    /// TCP connections accepted and closed at once, over `--max-conns-per-ip`.
-    pub tcp_refused: u64,
-    /// Bytes read from TCP connections (discarded input included).
-    pub tcp_bytes_in: u64,
-    /// Bytes written to TCP connections.
-    pub tcp_bytes_out: u64,
-    /// UDP datagrams received (those over a source's budget included).
-    pub udp_datagrams_in: u64,
-    /// UDP datagrams sent (not those queued and still waiting, dropped or failed).
-    pub udp_datagrams_out: u64,
-    /// Bytes of the UDP datagrams received.
-    pub udp_bytes_in: u64,
-    /// Bytes of the UDP datagrams sent.
-    pub udp_bytes_out: u64,
-}
-
 /// The loop's state that handlers share. The reactor owns one.
 pub struct Shared {
     /// Taken once per loop turn, so everything done in one turn agrees on the time.
@@ -121,16 +104,18 @@ pub struct Shared {
     /// Open TCP connections by source, for `--max-conns-per-ip`: counted when a listener
     /// accepts, released when the connection closes.
     pub by_source: ConnectionsBySource,
-    /// Connections and datagrams refused by `--allow`/`--deny` since the start.
-    pub refused_by_access: RefusedCount,
-    /// Which of those refusals the log names, and the pending summary of the others.
+    /// Which refusals of the access lists the log names, and the pending summary of the
+    /// others.
     pub refusal_log: RefusalLog,
-    /// Counters since the loop started.
-    pub totals: Totals,
+    /// This loop's counters since it started (this loop is their only writer).
+    pub totals: Arc<Totals>,
+    /// Every loop's counters, for the pages of the metrics endpoint.
+    pub board: Arc<Board>,
 }
 
 impl Shared {
-    pub fn new(settings: Settings) -> Self {
+    /// The state of a loop counting into `totals`, one of `board`'s.
+    pub fn new(settings: Settings, board: Arc<Board>, totals: Arc<Totals>) -> Self {
         Shared {
             now: Instant::now(),
             udp_in: RateLimiter::new(settings.udp_rate_per_ip),
@@ -142,36 +127,61 @@ impl Shared {
             accepted: Vec::new(),
             connections: 0,
             by_source: ConnectionsBySource::default(),
-            refused_by_access: RefusedCount::default(),
             refusal_log: RefusalLog::default(),
-            totals: Totals::default(),
+            totals,
+            board,
         }
     }
 
-    /// Calls a service's entry point with the contract's `Env`, filing the timers it sets
-    /// under `token` in the service's tag space.
-    pub fn with_env<R>(&mut self, token: Token, call: impl FnOnce(&mut Env) -> R) -> R {
-        self.with_env_and_budget(token, |env, _, _| call(env))
-    }
-
-    /// [`Shared::with_env`] for a UDP service, whose outbox also needs the outgoing budget and
-    /// the totals it adds to.
-    pub fn with_env_and_budget<R>(
+    /// Calls an entry point of service `kind` over `proto` with the contract's `Env`, filing
+    /// the timers it sets under `token` in the service's tag space, and its observations in
+    /// its counters.
+    pub fn with_env<R>(
         &mut self,
         token: Token,
-        call: impl FnOnce(&mut Env, &mut RateLimiter, &mut Totals) -> R,
+        kind: ServiceKind,
+        proto: Proto,
+        call: impl FnOnce(&mut Env) -> R,
     ) -> R {
         let mut timers = OwnerTimers {
             heap: &mut self.timers,
             token,
         };
+        let mut observer = Cell::of(&self.totals, kind, proto);
         let mut env = Env::new(
             self.now,
             &self.settings.service,
             &mut self.clock,
             &mut timers,
+            &mut observer,
+            self.board.as_ref(),
         );
-        call(&mut env, &mut self.udp_out, &mut self.totals)
+        call(&mut env)
+    }
+
+    /// [`Shared::with_env`] for a UDP service, whose outbox also needs the outgoing budget and
+    /// the counters it adds to.
+    pub fn with_env_and_budget<R>(
+        &mut self,
+        token: Token,
+        kind: ServiceKind,
+        call: impl FnOnce(&mut Env, &mut RateLimiter, &UdpTotals) -> R,
+    ) -> R {
+        let mut timers = OwnerTimers {
+            heap: &mut self.timers,
+            token,
+        };
+        let totals = &self.totals.of(kind).udp;
+        let mut observer = Cell::Udp(totals);
+        let mut env = Env::new(
+            self.now,
+            &self.settings.service,
+            &mut self.clock,
+            &mut timers,
+            &mut observer,
+            self.board.as_ref(),
+        );
+        call(&mut env, &mut self.udp_out, totals)
     }
 }
 
@@ -217,7 +227,11 @@ impl Context<'_> {
         let Decision::Refused(why) = shared.settings.access.decide(peer.ip(), kind) else {
             return true;
         };
-        shared.refused_by_access.add(proto);
+        let counted = shared.totals.of(kind);
+        match proto {
+            Proto::Tcp => counted.tcp.refuse(Refused::AccessList),
+            Proto::Udp => counted.udp.drop_one(Dropped::AccessList),
+        }
         let ip = canonical(peer.ip());
         let (service, transport) = (kind.name(), proto.name());
         trace_event!(

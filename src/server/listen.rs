@@ -109,6 +109,18 @@ pub fn bind_pair(
     }
 }
 
+/// Binds a TCP listener alone, for a service with no UDP side (the metrics endpoint).
+pub fn bind_tcp(
+    addr: SocketAddr,
+    kind: ServiceKind,
+    options: &ListenOptions,
+) -> Result<TcpListener, BindError> {
+    tcp_listener(addr, options).map_err(|source| BindError {
+        what: format!("{} tcp {addr}", kind.name()),
+        source,
+    })
+}
+
 /// How listeners are made.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ListenOptions {

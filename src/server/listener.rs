@@ -21,6 +21,7 @@ use super::handler::{ACCESS_REPORT, Accepted, Context, Handler, Shared};
 use super::listen::Proto;
 use super::readiness::{Readiness, Verdict};
 use super::timer::Tag;
+use super::totals::Refused;
 use crate::nonblocking::{interrupted, would_block};
 use crate::services::ServiceKind;
 
@@ -81,7 +82,11 @@ impl Handler for Listener {
                         // Over its source's share: closed at once (the drop), so the client
                         // sees a clean end instead of waiting in the backlog.
                         Err(refusal) => {
-                            cx.shared.totals.tcp_refused += 1;
+                            cx.shared
+                                .totals
+                                .of(self.kind)
+                                .tcp
+                                .refuse(Refused::MaxConnsPerIp);
                             if refusal.first {
                                 warn!(
                                     "{name} tcp: {} holds {limit} connections (--max-conns-per-ip); closing its new ones",
@@ -108,6 +113,7 @@ impl Handler for Listener {
                 // would fail again and spin, so pause; a closing connection or ACCEPT_RETRY
                 // resumes accepting, and the queued connections are served then.
                 Err(e) => {
+                    cx.shared.totals.turns.accept_pauses.add(1);
                     let gate = &mut cx.shared.accept;
                     if !gate.exhaustion_logged {
                         warn!("{name} accept: {e}; pausing accepts");

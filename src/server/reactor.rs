@@ -13,11 +13,16 @@
 //!    since edge-triggered readiness will not report their leftover input a second time.
 //! 5. **Timers**: every timer due now fires (ticks, idle timeouts, lingering closes).
 //!
+//! The loop counts its own work into its `Totals` (`totals.rs`) as it goes — one wakeup and
+//! the events it brought, replays, timers fired, time blocked in `epoll_wait` and time spent
+//! working — with one clock read per turn that the timeout computation needed anyway.
+//!
 //! Every handler answers the same calls with a [`Verdict`] (`handler.rs`); the plumbing lives
 //! in `listener.rs`, `connection.rs` (TCP) and `udp.rs` (UDP), the protocols in `services/`.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -28,11 +33,13 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::config::Settings;
 use super::connection::Connection;
-use super::handler::{Accepted, Context, Handler, Shared, Totals};
-use super::listen::{BindError, BoundSocket, ListenOptions, Proto, bind_pair};
+use super::handler::{Accepted, Context, Handler, Shared};
+use super::listen::{BindError, BoundSocket, ListenOptions, Proto, bind_pair, bind_tcp};
 use super::listener::{Listener, may_accept};
+use super::metrics::Board;
 use super::readiness::{Readiness, Verdict};
 use super::timer::Timer;
+use super::totals::{Live, Refused, Totals};
 use super::udp::UdpPort;
 use crate::nonblocking::interrupted;
 use crate::services::ServiceKind;
@@ -82,18 +89,30 @@ pub struct Reactor {
     shutdown_deadline: Option<Instant>,
     /// When the shutdown began, to report how long it took.
     shutdown_began: Option<Instant>,
-    /// When the loop was made, for the status line's uptime.
-    started: Instant,
-    /// Which loop this is, and of how many (`--threads`), for the status line.
-    number: (usize, usize),
+    /// Which loop this is (from 1) of the board's (`--threads`), for the status line.
+    number: usize,
+    /// When the last `epoll_wait` returned: the loop has been working since.
+    woke: Option<Instant>,
 }
 
 impl Reactor {
+    /// A loop on its own (a board of one).
     pub fn new(settings: Settings) -> io::Result<Self> {
+        Self::on_board(settings, Board::new(1), 1)
+    }
+
+    /// Loop `number` (from 1) of those whose counters `board` holds (`--threads`).
+    pub fn on_board(settings: Settings, board: Arc<Board>, number: usize) -> io::Result<Self> {
+        let totals = board.totals(number).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no loop {number} on a board of {}", board.loops()),
+            )
+        })?;
         Ok(Reactor {
             poll: Poll::new()?,
             entries: Slots::default(),
-            shared: Shared::new(settings),
+            shared: Shared::new(settings, board, totals),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             listeners: Vec::new(),
             bound: Vec::new(),
@@ -101,19 +120,14 @@ impl Reactor {
             signals: None,
             shutdown_deadline: None,
             shutdown_began: None,
-            started: Instant::now(),
-            number: (1, 1),
+            number,
+            woke: None,
         })
     }
 
-    /// Names this loop `number` of `count` (`--threads`) in its status line.
-    pub fn set_number(&mut self, number: usize, count: usize) {
-        self.number = (number, count);
-    }
-
     /// What the loop has done since it started.
-    pub fn totals(&self) -> Totals {
-        self.shared.totals
+    pub fn totals(&self) -> &Totals {
+        &self.shared.totals
     }
 
     /// Binds a service on TCP and UDP with the same port number and registers both sockets.
@@ -160,7 +174,21 @@ impl Reactor {
             proto: Proto::Tcp,
             addr,
         });
+        self.shared.totals.serving(kind, Proto::Tcp);
         Ok(())
+    }
+
+    /// Serves the metrics endpoint (`--metrics`) on `addr`: a TCP listener like any other
+    /// service's, and no UDP socket. Its pages show every loop on this loop's board.
+    pub fn serve_metrics(&mut self, addr: SocketAddr) -> Result<(), BindError> {
+        let settings = &self.shared.settings;
+        let options = ListenOptions {
+            reuse_port: false,
+            send_buffer: settings.send_buffer,
+            receive_buffer: settings.receive_buffer,
+        };
+        let listener = bind_tcp(addr, ServiceKind::Metrics, &options)?;
+        self.serve_listener(ServiceKind::Metrics, listener)
     }
 
     /// Serves `kind` on a bound UDP socket.
@@ -169,7 +197,12 @@ impl Reactor {
             what: format!("{} udp socket", kind.name()),
             source,
         })?;
-        let mut port = UdpPort::new(socket, kind);
+        let Some(mut port) = UdpPort::new(socket, kind) else {
+            return Err(BindError {
+                what: format!("{} udp {addr}", kind.name()),
+                source: io::Error::new(io::ErrorKind::Unsupported, "the service has no UDP side"),
+            });
+        };
         self.register(addr, kind, |registry, token| {
             registry
                 .register(port.socket_mut(), token, Interest::READABLE)
@@ -180,6 +213,7 @@ impl Reactor {
             proto: Proto::Udp,
             addr,
         });
+        self.shared.totals.serving(kind, Proto::Udp);
         Ok(())
     }
 
@@ -242,7 +276,12 @@ impl Reactor {
 
     /// One turn of the loop: wait for events or the next deadline, then serve.
     pub fn turn(&mut self, events: &mut Events) -> io::Result<()> {
-        let timeout = self.poll_timeout();
+        let before = Instant::now();
+        let turns = &self.shared.totals.turns;
+        if let Some(woke) = self.woke {
+            turns.work_nanos.add(nanos(before - woke));
+        }
+        let timeout = self.poll_timeout(before);
         let replay = std::mem::take(&mut self.replay);
         match self.poll.poll(events, timeout) {
             Ok(()) => {}
@@ -251,14 +290,23 @@ impl Reactor {
             Err(e) => return Err(e),
         }
         self.shared.now = Instant::now();
+        self.woke = Some(self.shared.now);
+        let turns = &self.shared.totals.turns;
+        turns.poll_nanos.add(nanos(self.shared.now - before));
+        turns.replays.add(replay.len() as u64);
+        let mut handled = 0;
         for event in events.iter() {
+            handled += 1;
             self.dispatch(event.token(), Readiness::from(event));
         }
+        self.shared.totals.turns.events_per_wakeup.observe(handled);
         for token in replay {
             self.dispatch(token, Readiness::READABLE);
         }
         self.fire_due_timers();
         self.resume_accepting();
+        let turns = &self.shared.totals.turns;
+        turns.timers_pending.set(self.shared.timers.len() as u64);
         Ok(())
     }
 
@@ -362,6 +410,11 @@ impl Reactor {
                         warn!("{} tcp {peer}: no token left", kind.name());
                     }
                     self.shared.by_source.release(peer.ip());
+                    self.shared
+                        .totals
+                        .of(kind)
+                        .tcp
+                        .refuse(Refused::RegisterFailed);
                     continue;
                 }
             };
@@ -431,43 +484,24 @@ impl Reactor {
     }
 
     /// One line for SIGUSR1: which loop, for how long, what it holds right now and what it
-    /// has done since it started.
+    /// has done since it started — from the counters `/metrics` serves (`totals.rs`).
     fn status(&mut self) -> String {
-        let udp_queued = self
+        let sockets_with_queued_output = self
             .entries
             .values_mut()
             .filter_map(|entry| (!entry.handler().is_drained()).then_some(()))
             .count();
-        let name = match self.number {
-            (_, 1) => String::from("status"),
-            (number, count) => format!("status loop {number}/{count}"),
+        let live = Live {
+            sockets_with_queued_output,
+            sockets_to_replay: self.replay.len(),
         };
-        let Totals {
-            tcp_accepted,
-            tcp_closed,
-            tcp_refused,
-            tcp_bytes_in,
-            tcp_bytes_out,
-            udp_datagrams_in,
-            udp_datagrams_out,
-            udp_bytes_in,
-            udp_bytes_out,
-        } = self.shared.totals;
-        format!(
-            "{name}: up {}; {} TCP connections open, {} timers pending, {} sockets with queued output, {} sockets to replay; \
-             since start: TCP {tcp_accepted} accepted, {tcp_closed} closed, {tcp_refused} refused, \
-             {tcp_bytes_in} bytes in, {tcp_bytes_out} bytes out; \
-             UDP {udp_datagrams_in} datagrams in, {udp_datagrams_out} out, \
-             {udp_bytes_in} bytes in, {udp_bytes_out} bytes out; \
-             refused by access lists: {} tcp, {} udp",
-            Uptime(self.shared.now.saturating_duration_since(self.started)),
-            self.shared.connections,
-            self.shared.timers.len(),
-            udp_queued,
-            self.replay.len(),
-            self.shared.refused_by_access.tcp,
-            self.shared.refused_by_access.udp
-        )
+        let totals = &self.shared.totals;
+        totals
+            .turns
+            .timers_pending
+            .set(self.shared.timers.len() as u64);
+        let number = (self.number, self.shared.board.loops());
+        totals.status_line(number, self.shared.now, Some(live))
     }
 
     /// Fires the timers due now, at most as many as the heap held when the pass began, so a
@@ -483,6 +517,7 @@ impl Reactor {
             trace_event!(self.shared.settings.trace_events, "{label}: {tag} fired");
             self.call(token, |handler, cx| {
                 if handler.timer_is_live(tag) {
+                    cx.shared.totals.turns.timers_fired.add(1);
                     handler.on_timer(tag, cx)
                 } else {
                     Verdict::Keep
@@ -506,9 +541,10 @@ impl Reactor {
         }
     }
 
-    /// How long `epoll_wait` may sleep: until the next live timer, the accept retry or the end
-    /// of the shutdown grace — or not at all if sockets wait for a replay; `None` = forever.
-    fn poll_timeout(&mut self) -> Option<Duration> {
+    /// How long `epoll_wait` may sleep from `now`: until the next live timer, the accept retry
+    /// or the end of the shutdown grace — or not at all if sockets wait for a replay; `None` =
+    /// forever.
+    fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
         if !self.replay.is_empty() {
             return Some(Duration::ZERO);
         }
@@ -523,28 +559,13 @@ impl Reactor {
         .into_iter()
         .flatten()
         .min()
-        .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+        .map(|deadline| deadline.saturating_duration_since(now))
     }
 }
 
-/// An uptime as `[N d ]hh:mm:ss`, like `uptime(1)`.
-struct Uptime(Duration);
-
-impl std::fmt::Display for Uptime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let seconds = self.0.as_secs();
-        let (days, rest) = (seconds / 86_400, seconds % 86_400);
-        if days > 0 {
-            write!(f, "{days} d ")?;
-        }
-        write!(
-            f,
-            "{:02}:{:02}:{:02}",
-            rest / 3600,
-            rest % 3600 / 60,
-            rest % 60
-        )
-    }
+/// A duration in nanoseconds, for the counters (saturating: 584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -644,20 +665,19 @@ mod tests {
     }
 
     #[test]
-    fn uptime_reads_like_uptime() {
-        let up = |s| Uptime(Duration::from_secs(s)).to_string();
-        assert_eq!(up(0), "00:00:00");
-        assert_eq!(up(3723), "01:02:03");
-        assert_eq!(up(86_400 * 3 + 59), "3 d 00:00:59");
-    }
-
-    #[test]
     fn a_closed_connections_timers_never_set_the_poll_timeout() {
         let (mut reactor, addr) = echo_reactor();
-        assert_eq!(reactor.poll_timeout(), None, "idle: sleep forever");
+        assert_eq!(
+            reactor.poll_timeout(Instant::now()),
+            None,
+            "idle: sleep forever"
+        );
         let a = client(addr);
         turn_until(&mut reactor, |r| r.connection_count() == 1);
-        assert!(reactor.poll_timeout().is_some(), "the idle timer is armed");
+        assert!(
+            reactor.poll_timeout(Instant::now()).is_some(),
+            "the idle timer is armed"
+        );
         drop(a);
         turn_until(&mut reactor, |r| r.connection_count() == 0);
         assert!(
@@ -665,7 +685,7 @@ mod tests {
             "timers are cancelled lazily"
         );
         assert_eq!(
-            reactor.poll_timeout(),
+            reactor.poll_timeout(Instant::now()),
             None,
             "stale timers do not wake the loop"
         );

@@ -32,11 +32,12 @@ use log::{debug, info, warn};
 use mio::net::UdpSocket;
 use mio::{Interest, Token};
 
-use super::handler::{ACCESS_REPORT, Context, Handler, Shared, Totals};
+use super::handler::{ACCESS_REPORT, Context, Handler, Shared};
 use super::listen::Proto;
 use super::rate_limit::{Admission, RateLimiter};
 use super::readiness::{Readiness, Verdict};
 use super::timer::Tag;
+use super::totals::{Dropped, UdpTotals};
 use crate::nonblocking::{interrupted, would_block};
 use crate::services::ServiceKind;
 use crate::services::contract::{Env, Outbox, UdpService};
@@ -140,7 +141,7 @@ impl SendQueue {
     }
 
     /// Sends queued datagrams until the queue is empty or the kernel would block.
-    fn flush(&mut self, socket: &UdpSocket, trace: Trace, totals: &mut Totals) {
+    fn flush(&mut self, socket: &UdpSocket, trace: Trace, totals: &UdpTotals) {
         while let Some((peer, payload)) = self.datagrams.front() {
             match send_now(socket, payload, *peer, trace) {
                 Sent::Blocked => return,
@@ -179,7 +180,7 @@ struct SocketOutbox<'a> {
     /// What each destination may still receive this second, every UDP service together.
     budget: &'a mut RateLimiter,
     log_budget: &'a mut LogBudget,
-    totals: &'a mut Totals,
+    totals: &'a UdpTotals,
     /// What this call sent.
     tally: Tally,
     now: Instant,
@@ -204,12 +205,16 @@ impl Outbox for SocketOutbox<'_> {
                 self.trace.label
             );
             self.tally.over_budget += 1;
+            self.totals.drop_one(Dropped::RateOut);
             return false;
         }
         if self.queue.is_empty() {
             match send_now(self.socket, payload, peer, self.trace) {
                 Sent::Blocked => {} // queued below
-                Sent::Lost => return false,
+                Sent::Lost => {
+                    self.totals.drop_one(Dropped::SendFailed);
+                    return false;
+                }
                 sent => {
                     sent.count(self.totals);
                     self.tally.datagrams += 1;
@@ -224,6 +229,7 @@ impl Outbox for SocketOutbox<'_> {
                 self.queue.drop_logged = true;
             }
             self.tally.queue_full += 1;
+            self.totals.drop_one(Dropped::QueueFull);
             return false;
         }
         self.queue.bytes += payload.len();
@@ -249,10 +255,11 @@ enum Sent {
 }
 
 impl Sent {
-    fn count(&self, totals: &mut Totals) {
-        if let Sent::Out(n) = self {
-            totals.udp_datagrams_out += 1;
-            totals.udp_bytes_out += *n as u64;
+    fn count(&self, totals: &UdpTotals) {
+        match self {
+            Sent::Out(n) => totals.sent(*n),
+            Sent::Lost => totals.drop_one(Dropped::SendFailed),
+            Sent::Blocked => {}
         }
     }
 }
@@ -296,9 +303,10 @@ pub struct UdpPort {
 }
 
 impl UdpPort {
-    pub fn new(socket: UdpSocket, kind: ServiceKind) -> Self {
-        let service = kind.udp_service();
-        UdpPort {
+    /// The port of `kind` on `socket`; `None` if the service has no UDP side (metrics).
+    pub fn new(socket: UdpSocket, kind: ServiceKind) -> Option<Self> {
+        let service = kind.udp_service()?;
+        Some(UdpPort {
             socket,
             kind,
             keeps_sessions: service.keeps_sessions(),
@@ -307,7 +315,7 @@ impl UdpPort {
             writable_registered: false,
             closing: false,
             log_budget: LogBudget::default(),
-        }
+        })
     }
 
     pub fn socket_mut(&mut self) -> &mut UdpSocket {
@@ -328,12 +336,14 @@ impl UdpPort {
                 // An empty datagram is a datagram (daytime and RFC 868 requests often are).
                 Ok((n, peer)) => {
                     trace_event!(trace, "{label}: read {n} bytes from {peer}");
-                    cx.shared.totals.udp_datagrams_in += 1;
-                    cx.shared.totals.udp_bytes_in += n as u64;
-                    if self.closing
-                        || !cx.access_allows(self.kind, Proto::Udp, peer)
-                        || !self.admit(peer, cx)
-                    {
+                    let counted = &cx.shared.totals.of(self.kind).udp;
+                    counted.datagrams_in.add(1);
+                    counted.bytes_in.add(n as u64);
+                    if self.closing {
+                        counted.drop_one(Dropped::Shutdown);
+                        continue;
+                    }
+                    if !cx.access_allows(self.kind, Proto::Udp, peer) || !self.admit(peer, cx) {
                         continue;
                     }
                     let datagram = cx.scratch.get(..n).unwrap_or_default();
@@ -402,6 +412,7 @@ impl UdpPort {
         match cx.shared.udp_in.check(peer.ip(), cx.shared.now) {
             Admission::Allowed => true,
             Admission::Refused { first } => {
+                cx.shared.totals.of(self.kind).udp.drop_one(Dropped::RateIn);
                 if first {
                     warn!(
                         "{} udp: {} sends more than {} datagrams/s; dropping the excess",
@@ -438,7 +449,7 @@ impl UdpPort {
         let (socket, kind, queue) = (&self.socket, self.kind, &mut self.queue);
         let log_budget = &mut self.log_budget;
         let service = self.service.as_mut();
-        shared.with_env_and_budget(token, |env, budget, totals| {
+        shared.with_env_and_budget(token, kind, |env, budget, totals| {
             let mut out = SocketOutbox {
                 socket,
                 kind,
@@ -477,8 +488,9 @@ impl Handler for UdpPort {
     /// Flushes queued replies, then serves incoming datagrams.
     fn on_ready(&mut self, ready: Readiness, cx: &mut Context) -> Verdict {
         if ready.writable {
-            self.queue
-                .flush(&self.socket, Trace::of(cx), &mut cx.shared.totals);
+            let trace = Trace::of(cx);
+            let totals = &cx.shared.totals.of(self.kind).udp;
+            self.queue.flush(&self.socket, trace, totals);
         }
         let mut verdict = Verdict::Keep;
         if ready.wants_read() {

@@ -9,10 +9,13 @@
 //!   timers and shutdown, and sends through an [`Outbox`].
 //!
 //! Each entry point also gets an [`Env`]: the time of this loop turn, the [`ServiceSettings`],
-//! the wall clock, and [`Env::set_timer`]. Nothing else of the loop is reachable from here: no
-//! token, no registry, no rate limiter. This module imports nothing from `server/`, so a service
-//! can be driven by hand in a unit test — crafted input, a `Vec` as the outbox and as the timer
-//! list, time passed in — exactly as the loop drives it.
+//! the wall clock, [`Env::set_timer`], [`Env::observe`] (a service's own figures for the
+//! metrics: how late its ticks went out, how many sessions it holds, whom it turned away) and
+//! [`Env::render`] (the pages of numbers the plumbing keeps, for the metrics endpoint). Nothing
+//! else of the loop is reachable from here: no token, no registry, no rate limiter, no counter.
+//! This module imports nothing from `server/`, so a service can be driven by hand in a unit
+//! test — crafted input, a `Vec` as the outbox, the timer list and the observations, time
+//! passed in — exactly as the loop drives it.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -46,6 +49,101 @@ impl Timers for Vec<(Instant, TimerTag)> {
     fn set(&mut self, deadline: Instant, tag: TimerTag) {
         self.push((deadline, tag));
     }
+}
+
+/// What a service tells the plumbing about its own work, for the metrics ([`Env::observe`]).
+/// The plumbing counts bytes, connections and datagrams itself; these are the figures only the
+/// service knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// A scheduled message went out this long after its deadline (a time-stream tick: the
+    /// service knows the deadline, and `Env::now` is when the loop got to it). The service's
+    /// own measure of its quality.
+    Lateness(Duration),
+    /// The service now holds this many live sessions (the UDP time stream's table).
+    LiveSessions(usize),
+    /// The service turned a client away: a connection it closes, or a datagram it leaves
+    /// unanswered, for this reason.
+    Rejected(Rejection),
+}
+
+/// Why a service turned a client away. Each is counted under its [`Rejection::name`] (the
+/// `reason` label of the metrics), next to the reasons the plumbing counts itself (access
+/// lists, per-source limits, rate limits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// A TCP time-stream client did not finish its greeting within `--greeting-timeout-ms`.
+    GreetingTimeout,
+    /// A TCP time-stream greeting longer than the service accepts.
+    LineTooLong,
+    /// A UDP time-stream peer found the session table full (`--max-udp-sessions`).
+    SessionTableFull,
+    /// A UDP time-stream peer whose source holds `--max-udp-sessions-per-ip` sessions.
+    SourceSessionsFull,
+    /// A UDP echo request from a privileged source port (the reflection-loop guard).
+    PrivilegedPort,
+    /// An HTTP client did not finish its request head in time.
+    RequestTimeout,
+    /// An HTTP request head over the size the endpoint reads.
+    HeadTooLarge,
+    /// An HTTP request that is not HTTP.
+    BadRequest,
+}
+
+impl Rejection {
+    /// Every reason, in the order the metrics list them.
+    pub const ALL: [Rejection; 8] = [
+        Rejection::GreetingTimeout,
+        Rejection::LineTooLong,
+        Rejection::SessionTableFull,
+        Rejection::SourceSessionsFull,
+        Rejection::PrivilegedPort,
+        Rejection::RequestTimeout,
+        Rejection::HeadTooLarge,
+        Rejection::BadRequest,
+    ];
+
+    /// The reason as the metrics name it (a label value: lower case, no spaces).
+    pub fn name(self) -> &'static str {
+        match self {
+            Rejection::GreetingTimeout => "greeting_timeout",
+            Rejection::LineTooLong => "line_too_long",
+            Rejection::SessionTableFull => "max_udp_sessions",
+            Rejection::SourceSessionsFull => "max_udp_sessions_per_ip",
+            Rejection::PrivilegedPort => "privileged_source_port",
+            Rejection::RequestTimeout => "request_timeout",
+            Rejection::HeadTooLarge => "head_too_large",
+            Rejection::BadRequest => "bad_request",
+        }
+    }
+}
+
+/// Where [`Env::observe`] sends a service's observations: the loop's counters, or, in a unit
+/// test, a plain list.
+pub trait Observer {
+    fn observe(&mut self, what: Observation);
+}
+
+impl Observer for Vec<Observation> {
+    fn observe(&mut self, what: Observation) {
+        self.push(what);
+    }
+}
+
+/// A page of the numbers the plumbing keeps, as the metrics endpoint serves them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    /// The Prometheus text exposition format (version 0.0.4), for `GET /metrics`.
+    Metrics,
+    /// A plain-text status page for people, for `GET /`.
+    Status,
+}
+
+/// Draws a [`Page`] ([`Env::render`]): the plumbing owns the numbers, so it writes the text;
+/// the service only answers requests and frames the response.
+pub trait Pages {
+    /// Appends the whole page to `out`.
+    fn render(&self, page: Page, out: &mut String);
 }
 
 /// What the protocols need to know from the command line.
@@ -82,6 +180,8 @@ pub struct Env<'a> {
     pub settings: &'a ServiceSettings,
     pub clock: &'a mut WallClock,
     timers: &'a mut dyn Timers,
+    observer: &'a mut dyn Observer,
+    pages: &'a dyn Pages,
 }
 
 impl<'a> Env<'a> {
@@ -90,18 +190,33 @@ impl<'a> Env<'a> {
         settings: &'a ServiceSettings,
         clock: &'a mut WallClock,
         timers: &'a mut dyn Timers,
+        observer: &'a mut dyn Observer,
+        pages: &'a dyn Pages,
     ) -> Self {
         Env {
             now,
             settings,
             clock,
             timers,
+            observer,
+            pages,
         }
     }
 
     /// Asks for `on_timer(tag)` at `deadline` (or as soon after as the loop gets to it).
     pub fn set_timer(&mut self, deadline: Instant, tag: TimerTag) {
         self.timers.set(deadline, tag);
+    }
+
+    /// Reports one of the service's own figures for the metrics. It costs what the plumbing's
+    /// own counting costs: an integer add, no allocation, no lock.
+    pub fn observe(&mut self, what: Observation) {
+        self.observer.observe(what);
+    }
+
+    /// Appends a page of the plumbing's numbers to `out` (the metrics endpoint's body).
+    pub fn render(&self, page: Page, out: &mut String) {
+        self.pages.render(page, out);
     }
 }
 
@@ -135,6 +250,12 @@ pub trait TcpService: Send {
     /// will come for bytes already waiting in the kernel.
     fn input_room(&self, _out: &OutBuf) -> usize {
         usize::MAX
+    }
+    /// Everything queued has been written and the connection is still serving. A service with
+    /// more to say than the output buffer holds (the metrics endpoint's pages) goes on here,
+    /// a buffer's worth at a time.
+    fn on_output_drained(&mut self, _env: &mut Env, _out: &mut Output) -> Next {
+        Next::Continue
     }
 }
 
@@ -191,14 +312,35 @@ pub trait UdpService: Send {
     }
 }
 
-/// What a unit test needs to call an entry point by hand: settings, a wall clock and a list
-/// that collects the timers set, with the time in the test's hands.
+/// What a unit test needs to call an entry point by hand: settings, a wall clock, lists that
+/// collect the timers set and the observations made, and pages of fixed text, with the time in
+/// the test's hands.
 #[cfg(test)]
 pub struct TestEnv {
     pub now: Instant,
     pub settings: ServiceSettings,
     pub clock: WallClock,
     pub timers: Vec<(Instant, TimerTag)>,
+    pub observed: Vec<Observation>,
+    pub pages: TestPages,
+}
+
+/// Pages of fixed text for a unit test.
+#[cfg(test)]
+#[derive(Default)]
+pub struct TestPages {
+    pub metrics: String,
+    pub status: String,
+}
+
+#[cfg(test)]
+impl Pages for TestPages {
+    fn render(&self, page: Page, out: &mut String) {
+        out.push_str(match page {
+            Page::Metrics => &self.metrics,
+            Page::Status => &self.status,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -209,11 +351,20 @@ impl TestEnv {
             settings,
             clock: WallClock::default(),
             timers: Vec::new(),
+            observed: Vec::new(),
+            pages: TestPages::default(),
         }
     }
 
     pub fn env(&mut self) -> Env<'_> {
-        Env::new(self.now, &self.settings, &mut self.clock, &mut self.timers)
+        Env::new(
+            self.now,
+            &self.settings,
+            &mut self.clock,
+            &mut self.timers,
+            &mut self.observed,
+            &self.pages,
+        )
     }
 }
 

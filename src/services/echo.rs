@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 
 use log::debug;
 
-use super::contract::{Env, Next, OutBuf, Outbox, Output, TcpService, UdpService};
+use super::contract::{
+    Env, Next, Observation, OutBuf, Outbox, Output, Rejection, TcpService, UdpService,
+};
 
 /// Source ports below this get no UDP echo (reflection-loop guard).
 pub const LOWEST_ECHOED_PORT: u16 = 1024;
@@ -46,11 +48,12 @@ impl UdpService for UdpEcho {
         &mut self,
         payload: &[u8],
         peer: SocketAddr,
-        _env: &mut Env,
+        env: &mut Env,
         out: &mut dyn Outbox,
     ) {
         if peer.port() < LOWEST_ECHOED_PORT {
             debug!("echo udp {peer}: privileged source port, not answering");
+            env.observe(Observation::Rejected(Rejection::PrivilegedPort));
             return;
         }
         out.send_to(payload, peer);

@@ -26,7 +26,9 @@ use std::time::Instant;
 
 use log::{info, warn};
 
-use super::contract::{Env, Next, Outbox, Output, TcpService, TimerTag, UdpService};
+use super::contract::{
+    Env, Next, Observation, Outbox, Output, Rejection, TcpService, TimerTag, UdpService,
+};
 use super::line::LineReader;
 use super::sessions::{Admission, Caps, Refusal, Sessions};
 
@@ -60,10 +62,17 @@ impl Schedule {
     }
 
     /// Sends what is due now (the next tick, and `Au Revoir` after the last one) and returns
-    /// when the next tick is due, or `None` when the session is over.
+    /// when the next tick is due, or `None` when the session is over. Each tick after the
+    /// first (which answers the greeting at once) reports how late it went out: from its
+    /// deadline to this turn of the loop.
     fn step(&mut self, env: &mut Env, mut send: impl FnMut(Message<'_>)) -> Option<Instant> {
         let total = env.settings.ticks;
         if self.sent < total {
+            if self.sent > 0 {
+                let deadline = self.start + env.settings.interval * self.sent;
+                let late = env.now.saturating_duration_since(deadline);
+                env.observe(Observation::Lateness(late));
+            }
             send(Message::Tick(env.clock.tick_text()));
             self.sent += 1;
         }
@@ -157,6 +166,7 @@ impl TcpService for TcpTimeStream {
             }
             Err(_) => {
                 info!("time tcp {}: greeting too long, closing", self.peer);
+                env.observe(Observation::Rejected(Rejection::LineTooLong));
                 self.state = TcpState::Finished;
                 let _ = out.push(LINE_TOO_LONG.as_bytes());
                 Next::Close
@@ -177,6 +187,7 @@ impl TcpService for TcpTimeStream {
         match (tag, &self.state) {
             (GREETING_DEADLINE, TcpState::AwaitingGreeting(_)) => {
                 info!("time tcp {}: no greeting in time, closing", self.peer);
+                env.observe(Observation::Rejected(Rejection::GreetingTimeout));
                 self.state = TcpState::Finished;
                 let _ = out.push(GREETING_TIMEOUT.as_bytes());
                 Next::Close
@@ -293,6 +304,7 @@ impl UdpTimeStream {
                     let summary = over.state.summary(env.now);
                     out.log(peer, format_args!("session over {summary}"));
                 }
+                env.observe(Observation::LiveSessions(self.sessions.len()));
             }
         }
     }
@@ -331,6 +343,10 @@ impl UdpService for UdpTimeStream {
                 key
             }
             Admission::Refused(why) => {
+                env.observe(Observation::Rejected(match why {
+                    Refusal::SourceFull => Rejection::SourceSessionsFull,
+                    Refusal::TableFull => Rejection::SessionTableFull,
+                }));
                 if !self.refusal_logged {
                     let why = match why {
                         Refusal::SourceFull => "its source holds --max-udp-sessions-per-ip",
@@ -346,6 +362,7 @@ impl UdpService for UdpTimeStream {
             }
         };
         out.log(peer, format_args!("greeting {}", printable(payload)));
+        env.observe(Observation::LiveSessions(self.sessions.len()));
         self.step(key, env, out);
     }
 
@@ -371,6 +388,7 @@ impl UdpService for UdpTimeStream {
                 out.log(peer, format_args!("said Au Revoir at shutdown {summary}"));
             }
         }
+        env.observe(Observation::LiveSessions(self.sessions.len()));
     }
 
     fn keeps_sessions(&self) -> bool {
