@@ -50,6 +50,13 @@ impl Reactor {
                 value.is_some_and(|v| v != "off")
             })
             .count();
+        // `--metrics ADDR:PORT` adds one `listening metrics tcp …` line (no UDP socket).
+        let metrics_on = all
+            .iter()
+            .position(|a| a == "--metrics")
+            .and_then(|i| all.get(i + 1))
+            .is_some_and(|v| !v.eq_ignore_ascii_case("off"));
+        let expected_lines = services_on * 2 + usize::from(metrics_on);
 
         let log = std::env::temp_dir().join(format!(
             "inetloop-test-{}-{}.log",
@@ -76,7 +83,7 @@ impl Reactor {
             }
         });
         let mut sockets = HashMap::new();
-        for _ in 0..services_on * 2 {
+        for _ in 0..expected_lines {
             let line = match lines_rx.recv_timeout(IO_TIMEOUT) {
                 Ok(Ok(line)) => line,
                 other => {
