@@ -143,10 +143,13 @@ fn get_from(source: IpAddr, addr: SocketAddr, path: &str) -> Response {
     response
 }
 
-/// One scrape, its samples parsed: (name, labels, value).
+/// A sample of a scrape: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// One scrape, its samples parsed.
 struct Scrape {
     text: String,
-    samples: Vec<(String, Vec<(String, String)>, f64)>,
+    samples: Vec<Sample>,
 }
 
 impl Scrape {
