@@ -326,9 +326,11 @@ fn ss_established() -> Vec<(SocketAddr, SocketAddr, SkMem)> {
 }
 
 /// The server's side of `client` (local = the server's port, peer = the client), if established.
+/// `None` once the connection is gone: `getpeername` itself fails (ENOTCONN) after the server's
+/// close reset the client's socket.
 fn server_side_of(client: &TcpStream) -> Option<SkMem> {
-    let server = client.peer_addr().unwrap();
-    let me = client.local_addr().unwrap();
+    let server = client.peer_addr().ok()?;
+    let me = client.local_addr().ok()?;
     ss_established()
         .into_iter()
         .find(|(local, peer, _)| *local == server && *peer == me)
