@@ -657,6 +657,33 @@ mod tests {
     }
 
     #[test]
+    fn proxy_from_is_repeatable_off_by_default_and_names_itself_in_errors() {
+        assert!(run_config(&[]).settings.proxy_from.is_empty());
+        let config = run_config(&["--proxy-from", "10.0.0.0/8", "--proxy-from", "[::1]"]);
+        assert_eq!(
+            config.settings.proxy_from,
+            vec![
+                parse_cidr("10.0.0.0/8").unwrap(),
+                parse_cidr("::1/128").unwrap()
+            ]
+        );
+        assert_eq!(
+            config.settings.share(2).proxy_from,
+            config.settings.proxy_from,
+            "every loop trusts the same balancers"
+        );
+        let err = |args: &[&str]| parse(args).unwrap_err().0;
+        assert!(
+            err(&["--proxy-from", "haproxy"]).starts_with("--proxy-from: 'haproxy' is not an IP")
+        );
+        assert_eq!(
+            err(&["--proxy-from", "10.0.0.1/8"]),
+            "--proxy-from: '10.0.0.1/8' has address bits set past its prefix (the network is 10.0.0.0/8)"
+        );
+        assert_eq!(err(&["--proxy-from"]), "--proxy-from: missing value");
+    }
+
+    #[test]
     fn bad_input_names_the_flag() {
         let err = |args: &[&str]| parse(args).unwrap_err().0;
         assert!(err(&["--time", "99999"]).starts_with("--time: '99999' is not a port"));
