@@ -17,11 +17,13 @@
 //! - `server/` — everything that owns a socket and knows `mio`:
 //!   - `reactor` — the loop: poll, one `match` to find an entry's handler, replay, timers.
 //!   - `handler` — the one shape every slab entry answers (`Handler`), the `Context` it gets,
-//!     and the loop's `Shared` state.
+//!     and the loop's `Shared` state (with its `Totals`, the counters since start).
 //!   - `listener` — accept until `WouldBlock`, a limit or a budget; pause on `EMFILE`.
 //!   - `connection` — TCP plumbing: read until `WouldBlock`, bounded output, interest, FIN,
-//!     linger, idle timeout; the PROXY header phase of a `--proxy-from` connection.
-//!   - `udp` — UDP plumbing: receive until `WouldBlock`, send or queue or drop.
+//!     linger, idle timeout; bytes counted, one log line per connection; the PROXY header
+//!     phase of a `--proxy-from` connection.
+//!   - `udp` — UDP plumbing: receive until `WouldBlock`, send or queue or drop; one log line
+//!     per exchange within a log budget per socket.
 //!   - `listen` — binding each service's TCP listener and UDP socket on one port.
 //!   - `timer` — the timer heap whose earliest deadline is the poll timeout; tag spaces.
 //!   - `rate_limit` — per-source budget for UDP datagrams (no reflection).
@@ -41,7 +43,8 @@
 //!   command-line conventions), `http/` (an HTTP/1.x client on `httparse`).
 //! - Shared leaves: `slots` (the slab with generation-tagged keys behind every token and every
 //!   UDP session), `nonblocking` (the `WouldBlock`/`Interrupted` helpers).
-//! - `bin/` — `reactor` (parse, log to stderr, bind, announce on stdout, run) and the clients.
+//! - `bin/` — `reactor` (parse, log to stderr — dated, only this crate's lines unless
+//!   `--log-deps` — bind, announce on stdout, run) and the clients.
 
 // Nothing a peer, a file or the command line sends may reach a panic: no unwrap, no expect,
 // no unchecked indexing in library code (tests may use them).
@@ -50,11 +53,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
-/// Logs one line of `--trace-events` output; costs one branch when tracing is off.
+/// Logs one line of `--trace-events` output; costs one branch when tracing is off. The target
+/// is under the crate's name, so the binary's filter (only this crate's lines unless
+/// `--log-deps`) lets it through.
 macro_rules! trace_event {
     ($on:expr, $($arg:tt)+) => {
         if $on {
-            log::info!(target: "trace", $($arg)+);
+            log::info!(target: "inetloop::trace", $($arg)+);
         }
     };
 }

@@ -46,6 +46,10 @@ fn bad_options_exit_2_with_one_line_naming_the_problem() {
         (&["--interval-ms", "0"][..], "--interval-ms"),
         (&["--frobnicate"][..], "--frobnicate"),
         (
+            &["--log-time", "utc"][..],
+            "--log-time: 'utc' is not one of: local, rfc3339",
+        ),
+        (
             &[
                 "--time",
                 "off",
@@ -96,6 +100,8 @@ fn help_and_version_go_to_stdout_and_exit_0() {
         "--rfc868",
         "--max-conns",
         "--trace-events",
+        "--log-time",
+        "--log-deps",
     ] {
         assert!(stdout.contains(flag), "--help lists {flag}");
     }

@@ -146,6 +146,12 @@ fn the_header_names_the_client_and_the_bytes_after_it_reach_the_service_whole() 
         );
     }
     assert!(log.contains("(PROXY v1)") && log.contains("(PROXY v2)"));
+    // Each connection's one info line names the client, then the balancer.
+    reactor.log_when("the close lines", |log| {
+        log.contains("echo tcp 192.0.2.7:5555 via 127.0.0.1:")
+            && log.matches(" via 127.0.0.1:").count() >= 3
+            && log.contains(" bytes in, 5 bytes out (peer closed)")
+    });
 }
 
 #[test]
@@ -234,9 +240,14 @@ fn the_access_lists_judge_the_client_named_by_the_header_not_the_balancer() {
         b"",
         "refused without a byte"
     );
-    reactor.log_when("the refusal of the client", |log| {
-        log.contains("echo tcp: refused 192.0.2.66 (--deny 192.0.2.66/32)")
-    });
+    reactor.log_when(
+        "the refusal of the client, and its close line at debug",
+        |log| {
+            log.contains("echo tcp: refused 192.0.2.66 (--deny 192.0.2.66/32)")
+                && log.contains("[DEBUG] echo tcp 192.0.2.66:2 via 127.0.0.1:")
+                && log.contains("(refused: --deny 192.0.2.66/32)")
+        },
+    );
 }
 
 #[test]
@@ -325,9 +336,11 @@ fn a_missing_or_malformed_header_closes_the_connection_and_is_logged_once_then_s
     );
     // SIGUSR1's status counts every one.
     reactor.signal(libc::SIGUSR1);
-    reactor.log_when("the status line", |log| {
+    let log = reactor.log_when("the status line", |log| {
         log.contains("closed without a valid PROXY header: 5")
     });
+    // No info line per failed connection: the bounded warnings above are the whole story.
+    assert!(!log.contains(": closed after"), "{log}");
 }
 
 #[test]
@@ -378,7 +391,7 @@ fn a_connection_still_awaiting_its_header_at_shutdown_is_closed_at_once() {
     // do, but the status line is simpler.
     reactor.signal(libc::SIGUSR1);
     reactor.log_when("one connection open", |log| {
-        log.contains("status: 1 TCP connections")
+        log.contains("status: up ") && log.contains("; 1 TCP connections open")
     });
     let signalled = Instant::now();
     reactor.signal(libc::SIGTERM);

@@ -13,13 +13,15 @@ use std::process::ExitCode;
 use std::net::{IpAddr, ToSocketAddrs};
 
 use inetloop::server::activation::{self, Listen, PassedSocket};
-use inetloop::server::config::{BindTarget, Command, Config, USAGE, parse_args};
+use inetloop::server::config::{BindTarget, Command, Config, LogTime, USAGE, parse_args};
 use inetloop::server::listen::{self, Proto};
 use inetloop::server::privileges;
 use inetloop::server::reactor::Reactor;
 use log::{LevelFilter, info, warn};
 use mio::net::{TcpListener, UdpSocket};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
+use time::UtcOffset;
+use time::macros::format_description;
 
 fn main() -> ExitCode {
     // The supervisor's variables are read (and removed, so no child inherits them) while this
@@ -44,7 +46,7 @@ fn main() -> ExitCode {
         eprintln!("reactor: every service is off; nothing to serve (see --help)");
         return ExitCode::from(2);
     }
-    init_logging(config.log_level);
+    init_logging(&config);
     match serve(*config, &listen) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -154,8 +156,8 @@ fn bind_loops(config: &Config, addresses: &[IpAddr]) -> Result<Vec<Reactor>, Str
     let reuse_port = config.threads > 1;
     let mut ports = config.services.clone();
     let mut loops = Vec::with_capacity(config.threads);
-    for _ in 0..config.threads {
-        let mut reactor = new_loop(config)?;
+    for number in 1..=config.threads {
+        let mut reactor = new_loop(config, number)?;
         for (kind, port) in &mut ports {
             for &ip in addresses {
                 reactor
@@ -176,8 +178,8 @@ fn bind_loops(config: &Config, addresses: &[IpAddr]) -> Result<Vec<Reactor>, Str
 fn adopt_loops(config: &Config, passed: Vec<PassedSocket>) -> Result<Vec<Reactor>, String> {
     let settings = &config.settings;
     let mut loops = Vec::with_capacity(config.threads);
-    for _ in 0..config.threads {
-        let mut reactor = new_loop(config)?;
+    for number in 1..=config.threads {
+        let mut reactor = new_loop(config, number)?;
         for passed in &passed {
             let socket = passed
                 .socket
@@ -202,26 +204,59 @@ fn adopt_loops(config: &Config, passed: Vec<PassedSocket>) -> Result<Vec<Reactor
     Ok(loops)
 }
 
-/// A loop with its share of the limits, watching the signals.
-fn new_loop(config: &Config) -> Result<Reactor, String> {
+/// Loop `number` of `--threads`, with its share of the limits, watching the signals.
+fn new_loop(config: &Config, number: usize) -> Result<Reactor, String> {
     let settings = config.settings.share(config.threads);
     let mut reactor = Reactor::new(settings).map_err(|e| format!("cannot create poller: {e}"))?;
+    reactor.set_number(number, config.threads);
     reactor
         .watch_signals()
         .map_err(|e| format!("cannot watch signals: {e}"))?;
     Ok(reactor)
 }
 
-fn init_logging(level: LevelFilter) {
-    let mut config = ConfigBuilder::new();
-    config.set_thread_level(LevelFilter::Off);
-    config.set_target_level(LevelFilter::Off);
-    let _ = config.set_time_offset_to_local();
+/// Logs to stderr: `2026-11-25 23:55:01.123 [INFO] message` (see `--log-time`), only this
+/// crate's lines unless `--log-deps`.
+fn init_logging(config: &Config) {
+    let mut logger = ConfigBuilder::new();
+    logger.set_thread_level(LevelFilter::Off);
+    logger.set_target_level(LevelFilter::Off);
+    let mut local_offset_unknown = false;
+    match config.log_time {
+        LogTime::Local => {
+            logger.set_time_format_custom(format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
+            ));
+            // Read once, now, while the process has one thread (the `time` crate refuses
+            // later): a change of daylight saving time shows after a restart.
+            local_offset_unknown = logger.set_time_offset_to_local().is_err();
+        }
+        LogTime::Rfc3339 => {
+            logger.set_time_format_custom(format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3][offset_hour sign:mandatory]:[offset_minute]"
+            ));
+            logger.set_time_offset(UtcOffset::UTC);
+        }
+    }
+    if !config.log_deps {
+        // Targets are module paths: the library (`inetloop::…`, `--trace-events` included)
+        // and this binary. mio's own lines (registrations, at trace level) stay out.
+        logger.add_filter_allow_str("inetloop");
+        logger.add_filter_allow_str("reactor");
+    }
     let color = if std::io::stderr().is_terminal() {
         ColorChoice::Auto
     } else {
         ColorChoice::Never
     };
     // Only fails if a logger is already set, which cannot happen here.
-    let _ = TermLogger::init(level, config.build(), TerminalMode::Stderr, color);
+    let _ = TermLogger::init(
+        config.log_level,
+        logger.build(),
+        TerminalMode::Stderr,
+        color,
+    );
+    if local_offset_unknown {
+        warn!("the local time offset is unknown: log times are UTC");
+    }
 }

@@ -45,11 +45,19 @@ Options:
   --threads N              independent event loops, each with its own sockets on the
                            same ports (SO_REUSEPORT); the limits below are shared
                            out equally among them, 1 to 256          (default 1)
-  --trace-events           log every readiness event and what was done about it
-  -v, -vv                  more logging on stderr (debug, trace)
-  -q, -qq                  less logging on stderr (warnings, errors only)
   -h, --help               print this help
   -V, --version            print the version
+
+Logs (stderr; one line per TCP connection and per UDP exchange at the default
+level; UDP lines at most 50 a second per socket, then one line with the count):
+  -v, -vv                  more logging (debug, trace)
+  -q, -qq                  less logging (warnings, errors only)
+  --log-time local|rfc3339 timestamps: 'local' is local time with milliseconds,
+                           2026-11-25 23:55:01.123; 'rfc3339' is UTC with its
+                           offset, 2026-11-25T23:55:01.123+00:00     (default local)
+  --log-deps               also log the lines of the libraries this server uses
+                           (mio, ...); by default only its own lines are logged
+  --trace-events           log every readiness event and what was done about it
 
 Limits (counts up to 10000000; durations up to 86400000 ms, a day):
   --max-conns N            open TCP connections, all services; when full, new
@@ -98,8 +106,10 @@ Behind a load balancer (haproxy, nginx stream; TCP only):
 stdout carries only one 'listening <service> <tcp|udp> <ip:port>' line per bound
 socket (best effort: a closed stdout does not stop the server); logs go to stderr.
 SIGINT, SIGTERM or SIGHUP: stop accepting, send 'Au Revoir' to every time-stream
-session, flush, exit 0 within a second. SIGUSR1: log a status line (connections,
-timers, queued replies, access refusals).
+session, flush, exit 0 within a second. SIGUSR1: each event loop logs a status
+line: uptime, what it holds now (connections, timers, queued replies), its totals
+since start (TCP connections and bytes, UDP datagrams and bytes) and the access
+list refusals.
 ";
 
 /// `SO_SNDBUF`/`SO_RCVBUF` of accepted connections unless told otherwise. Linux doubles it for
@@ -202,6 +212,16 @@ pub enum BindTarget {
     Host(String),
 }
 
+/// How log lines are timestamped (`--log-time`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogTime {
+    /// Local time with milliseconds and no offset: `2026-11-25 23:55:01.123`.
+    #[default]
+    Local,
+    /// RFC 3339 in UTC: `2026-11-25T23:55:01.123+00:00`, for logs gathered from many hosts.
+    Rfc3339,
+}
+
 /// Everything `reactor` was asked to do.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -216,6 +236,9 @@ pub struct Config {
     pub services: Vec<(ServiceKind, u16)>,
     pub settings: Settings,
     pub log_level: LevelFilter,
+    pub log_time: LogTime,
+    /// Log the lines of dependencies (mio's registrations at trace level…), not only ours.
+    pub log_deps: bool,
 }
 
 /// The outcome of parsing the command line.
@@ -321,6 +344,8 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
         1 => LevelFilter::Debug,
         _ => LevelFilter::Trace,
     };
+    let log_time = option(&mut args, "--log-time", parse_log_time)?.unwrap_or_default();
+    let log_deps = args.contains("--log-deps");
 
     if let Some(extra) = args.finish().first() {
         return Err(UsageError(format!(
@@ -336,6 +361,8 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
         services,
         settings,
         log_level,
+        log_time,
+        log_deps,
     })))
 }
 
@@ -528,6 +555,14 @@ fn parse_port(text: &str) -> Result<Option<u16>, String> {
         .map_err(|_| format!("'{text}' is not a port number (0-65535) or 'off'"))
 }
 
+fn parse_log_time(text: &str) -> Result<LogTime, String> {
+    match text {
+        "local" => Ok(LogTime::Local),
+        "rfc3339" => Ok(LogTime::Rfc3339),
+        _ => Err(format!("'{text}' is not one of: local, rfc3339")),
+    }
+}
+
 fn parse_number<T: FromStr>(text: &str) -> Result<T, String> {
     T::from_str(text).map_err(|_| format!("'{text}' is not a valid number"))
 }
@@ -567,6 +602,11 @@ mod tests {
         assert_eq!(config.settings.service.ticks, 60);
         assert_eq!(config.settings.service.interval, Duration::from_secs(1));
         assert_eq!(config.log_level, LevelFilter::Info);
+        assert_eq!(config.log_time, LogTime::Local);
+        assert!(!config.log_deps);
+        let config = run_config(&["--log-time", "rfc3339", "--log-deps"]);
+        assert_eq!(config.log_time, LogTime::Rfc3339);
+        assert!(config.log_deps);
     }
 
     #[test]
@@ -704,6 +744,11 @@ mod tests {
         assert!(err(&["--interval-ms", "18446744073709551615"]).contains("one day"));
         assert!(err(&["--idle-timeout-ms", "86400001"]).contains("one day"));
         assert!(err(&["--frobnicate"]).contains("unexpected argument '--frobnicate'"));
+        assert_eq!(
+            err(&["--log-time", "utc"]),
+            "--log-time: 'utc' is not one of: local, rfc3339"
+        );
+        assert_eq!(err(&["--log-time"]), "--log-time: missing value");
         assert!(matches!(parse(&["--help"]), Ok(Command::Help)));
         assert!(matches!(parse(&["-V"]), Ok(Command::Version)));
     }

@@ -33,15 +33,25 @@
 //!   that came after the header in the same read as its first input. A malformed header, an end
 //!   of input before a complete one, or no complete header `--greeting-timeout-ms` after the
 //!   accept closes the connection, logged (boundedly) as the balancer's failure.
+//! - **Accounting**: bytes read and written are counted as they move (an integer add each),
+//!   and when the connection closes one line at info level says what it was, for how long,
+//!   how many bytes went each way, and why it ended (`End`):
+//!   `echo tcp 127.0.0.1:53122: closed after 1.204 s, 12 bytes in, 12 bytes out (peer closed)`,
+//!   with `via BALANCER` after the peer behind a `--proxy-from` balancer. A connection that never
+//!   reached a service (no valid PROXY header, or its client refused) logs that line at debug
+//!   level only: its failure was already logged in bounded form, and a flood of them must not
+//!   cost a line each.
 
+use std::fmt;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-use log::{debug, warn};
+use log::{debug, log, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
+use super::access::Decision;
 use super::config::Settings;
 use super::handler::{Accepted, Context, Handler, Shared};
 use super::listen::Proto;
@@ -75,6 +85,64 @@ enum Phase {
     Closing,
     /// FIN sent: discard input until the peer's FIN (or [`LINGER`]).
     Lingering,
+}
+
+/// Why a connection ended, for its log line. The first three say who finished the
+/// conversation (the close then went as planned); the others say what cut it short, and
+/// replace any of the first three: a service done whose peer then never sent its FIN ended
+/// with [`End::LingerExpired`].
+#[derive(Debug)]
+enum End {
+    /// The service finished: daytime and RFC 868 after their reply, the time stream after
+    /// `Au Revoir` (or after its own `error: …` line, which it logs itself).
+    ServiceDone,
+    /// The peer sent FIN and the service had nothing more to say.
+    PeerClosed,
+    /// The server is stopping.
+    Shutdown,
+    /// Nothing was read or written for `--idle-timeout-ms`.
+    IdleTimeout(Duration),
+    /// Output waited this long (`--send-timeout-ms`) with the peer taking none of it.
+    SendTimeout(Duration),
+    /// After our FIN, the peer sent none of its own within [`LINGER`].
+    LingerExpired,
+    /// A read, a write or a registration failed: the peer reset, a broken pipe…
+    Failed(io::Error),
+    /// From a `--proxy-from` balancer: no valid PROXY header (malformed, cut short, late).
+    ProxyHeader(String),
+    /// The client a PROXY header named was refused: by the access lists, or over its
+    /// source's `--max-conns-per-ip`.
+    Refused(String),
+}
+
+impl End {
+    /// Whether this says what cut the connection short (then it replaces an earlier reason).
+    fn is_abrupt(&self) -> bool {
+        !matches!(self, End::ServiceDone | End::PeerClosed | End::Shutdown)
+    }
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            End::ServiceDone => f.write_str("service done"),
+            End::PeerClosed => f.write_str("peer closed"),
+            End::Shutdown => f.write_str("shutdown"),
+            End::IdleTimeout(idle) => {
+                write!(f, "idle timeout: nothing sent or received for {idle:?}")
+            }
+            End::SendTimeout(limit) => write!(f, "send timeout: peer took no output for {limit:?}"),
+            End::LingerExpired => write!(f, "linger expired: no FIN from peer within {LINGER:?}"),
+            End::Failed(e) => match e.kind() {
+                io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe => write!(f, "peer reset: {e}"),
+                _ => write!(f, "I/O error: {e}"),
+            },
+            End::ProxyHeader(why) => f.write_str(why),
+            End::Refused(why) => write!(f, "refused: {why}"),
+        }
+    }
 }
 
 /// One accepted TCP connection.
@@ -116,6 +184,14 @@ pub struct Connection {
     housekeeping: u64,
     /// When the current housekeeping timer is due.
     housekeeping_at: Option<Instant>,
+    /// When the connection was filed (the turn it was accepted in), for its log line.
+    opened: Instant,
+    /// Bytes read from the socket, discarded ones included.
+    bytes_in: u64,
+    /// Bytes written to the socket, straight through or from the queue.
+    bytes_out: u64,
+    /// Why it ended (or is ending), once known.
+    end: Option<End>,
 }
 
 impl Connection {
@@ -151,8 +227,13 @@ impl Connection {
             output_stalled_since: None,
             housekeeping: 0,
             housekeeping_at: None,
+            opened: cx.shared.now,
+            bytes_in: 0,
+            bytes_out: 0,
+            end: None,
         };
         cx.shared.connections += 1;
+        cx.shared.totals.tcp_accepted += 1;
         trace_event!(
             cx.tracing(),
             "{}: accepted {} tcp {peer}",
@@ -181,7 +262,7 @@ impl Connection {
         debug!("{} tcp {peer}: open ({})", kind.name(), cx.label());
         let verdict = match conn.start_service(cx.shared, cx.token) {
             Ok(()) => conn.settle(cx),
-            Err(e) => conn.fail(&e),
+            Err(e) => conn.fail(e),
         };
         (conn, verdict)
     }
@@ -190,7 +271,9 @@ impl Connection {
     fn start_service(&mut self, shared: &mut Shared, token: Token) -> io::Result<()> {
         self.service = Some(self.kind.tcp_session(self.peer));
         self.phase = Phase::Serving;
-        self.call_service(shared, token, |service, env, out| service.on_open(env, out))
+        self.call_service(shared, token, End::ServiceDone, |service, env, out| {
+            service.on_open(env, out)
+        })
     }
 
     /// Takes the bytes of one read while the PROXY header is awaited. When the header is
@@ -208,7 +291,7 @@ impl Connection {
         let (header, consumed) = match reader.feed(input) {
             Progress::NeedMore => return Ok(()),
             Progress::Malformed(why) => {
-                self.header_failed(shared, &format!("malformed PROXY header: {why}"));
+                self.header_failed(shared, format!("malformed PROXY header: {why}"));
                 return Ok(());
             }
             Progress::Done { header, consumed } => (header, consumed),
@@ -219,9 +302,17 @@ impl Connection {
         // LOCAL (a health check) and UNKNOWN: the balancer's own connection is the peer.
         let peer = header.client().unwrap_or(balancer);
         let name = self.kind.name();
+        // Named in the close line from now on, but counted for its source only once admitted.
+        self.peer = peer;
+        self.via = Some(balancer);
         // The checks the listener skipped, now on the client: closed before a byte if refused.
         if !shared.access_allows(self.kind, Proto::Tcp, peer, self.listener) {
+            let why = match shared.settings.access.decide(peer.ip(), self.kind) {
+                Decision::Refused(why) => why.to_string(),
+                Decision::Allowed => String::from("access lists"),
+            };
             self.phase = Phase::Closing;
+            self.ending(End::Refused(why));
             return Ok(());
         }
         let limit = shared.settings.max_conns_per_ip;
@@ -232,12 +323,15 @@ impl Connection {
                     refusal.source
                 );
             }
+            shared.totals.tcp_refused += 1;
             self.phase = Phase::Closing;
+            self.ending(End::Refused(format!(
+                "{} holds {limit} connections (--max-conns-per-ip)",
+                refusal.source
+            )));
             return Ok(());
         }
         self.admitted = true;
-        self.peer = peer;
-        self.via = Some(balancer);
         let label = crate::slots::KeyLabel(token.0);
         match header.client() {
             Some(_) => debug!("{name} tcp {peer}: open via {balancer} ({header}) ({label})"),
@@ -246,7 +340,7 @@ impl Connection {
         self.start_service(shared, token)?;
         let rest = input.get(consumed..).unwrap_or_default();
         if !rest.is_empty() {
-            self.call_service(shared, token, |service, env, out| {
+            self.call_service(shared, token, End::ServiceDone, |service, env, out| {
                 service.on_input(rest, env, out)
             })?;
         }
@@ -254,11 +348,12 @@ impl Connection {
     }
 
     /// No valid PROXY header from a balancer: logged (boundedly) and closed, no byte sent.
-    fn header_failed(&mut self, shared: &mut Shared, why: &str) {
+    fn header_failed(&mut self, shared: &mut Shared, why: String) {
         self.header = None;
         self.header_deadline = None;
         self.phase = Phase::Closing;
-        shared.proxy_header_failed(self.kind, self.peer, why, self.listener);
+        shared.proxy_header_failed(self.kind, self.peer, &why, self.listener);
+        self.ending(End::ProxyHeader(why));
     }
 
     /// Looks at pending input without taking it (`recv(MSG_PEEK)`), for tests that must know
@@ -269,12 +364,14 @@ impl Connection {
     }
 
     /// Calls one entry point of the service, if it is still serving, with an [`Output`] that
-    /// writes straight to the socket while nothing is queued. Returns the error a direct write
-    /// met, for which the connection must close.
+    /// writes straight to the socket while nothing is queued. If the service is done after it,
+    /// `done` is why the connection ends. Returns the error a direct write met, for which the
+    /// connection must close.
     fn call_service(
         &mut self,
         shared: &mut Shared,
         token: Token,
+        done: End,
         call: impl FnOnce(&mut dyn TcpService, &mut Env, &mut Output) -> Next,
     ) -> io::Result<()> {
         if self.phase != Phase::Serving {
@@ -293,19 +390,43 @@ impl Connection {
                 crate::slots::KeyLabel(token.0)
             );
             self.last_activity = shared.now;
+            self.count_out(written, shared);
         }
         if next == Next::Close {
             self.phase = Phase::Closing;
+            self.ending(done);
         }
         error.map_or(Ok(()), Err)
     }
 
-    /// Logs why the connection must close, and says so.
-    fn fail(&self, error: &io::Error) -> Verdict {
+    /// Records why the connection ends: the first reason, unless a later one says what cut it
+    /// short.
+    fn ending(&mut self, why: End) {
+        if self.end.is_none() || why.is_abrupt() {
+            self.end = Some(why);
+        }
+    }
+
+    /// Records the error for which the connection must close, and says so.
+    fn fail(&mut self, error: io::Error) -> Verdict {
         // ECONNRESET, EPIPE (SIGPIPE is ignored, so a write to a closed peer returns an error
         // instead of killing us), ETIMEDOUT…: this connection only.
-        debug!("{} {}: {error}", self.kind.name(), self.peer);
+        self.ending(End::Failed(error));
         Verdict::Close
+    }
+
+    /// Why the connection ended, for its log line.
+    fn why(&self) -> &dyn fmt::Display {
+        match &self.end {
+            Some(end) => end,
+            // Every path to a close records a reason; this would be a bug, said plainly.
+            None => &"reason not recorded",
+        }
+    }
+
+    fn count_out(&mut self, written: usize, shared: &mut Shared) {
+        self.bytes_out += written as u64;
+        shared.totals.tcp_bytes_out += written as u64;
     }
 
     /// Makes `deadline` the one housekeeping timer (earlier ones go stale).
@@ -340,29 +461,27 @@ impl Connection {
                 "no complete PROXY header {} ms after the accept (--greeting-timeout-ms)",
                 limit.as_millis()
             );
-            self.header_failed(cx.shared, &why);
+            self.header_failed(cx.shared, why);
             return self.settle(cx);
         }
         let (now, settings) = (cx.shared.now, &cx.shared.settings);
         let why = if self.phase == Phase::Lingering {
-            Some(format!("no FIN from peer after {LINGER:?}"))
+            Some(End::LingerExpired)
         } else if let Some(limit) = settings.send_timeout
             && self
                 .output_stalled_since
                 .is_some_and(|since| now >= since + limit)
         {
-            Some(format!(
-                "peer took no output for {limit:?} (--send-timeout-ms)"
-            ))
+            Some(End::SendTimeout(limit))
         } else if let Some(idle) = settings.idle_timeout
             && now >= self.last_activity + idle
         {
-            Some(format!("idle for {idle:?}"))
+            Some(End::IdleTimeout(idle))
         } else {
             None
         };
         if let Some(why) = why {
-            debug!("{} {}: {why}, closing", self.kind.name(), self.peer);
+            self.ending(why);
             return Verdict::Close;
         }
         self.housekeeping_at = None;
@@ -376,17 +495,14 @@ impl Connection {
     fn settle(&mut self, cx: &mut Context) -> Verdict {
         let verdict = match self.pump(cx) {
             Ok(verdict) => verdict,
-            Err(e) => return self.fail(&e),
+            Err(e) => return self.fail(e),
         };
         if verdict == Verdict::Close {
             return verdict;
         }
         match self.update_interest(cx) {
             Ok(()) => verdict,
-            Err(e) => {
-                debug!("{} {}: reregister: {e}", self.kind.name(), self.peer);
-                Verdict::Close
-            }
+            Err(e) => self.fail(io::Error::new(e.kind(), format!("reregister: {e}"))),
         }
     }
 
@@ -454,18 +570,23 @@ impl Connection {
                     if self.phase == Phase::AwaitingHeader {
                         self.header_failed(
                             cx.shared,
-                            "end of input before a complete PROXY header",
+                            "end of input before a complete PROXY header".to_owned(),
                         );
                         return Ok(true);
                     }
-                    self.call_service(cx.shared, cx.token, |service, env, out| {
-                        service.on_input_closed(env, out)
-                    })?;
+                    self.call_service(
+                        cx.shared,
+                        cx.token,
+                        End::PeerClosed,
+                        |service, env, out| service.on_input_closed(env, out),
+                    )?;
                     return Ok(true);
                 }
                 Ok(n) => {
                     trace_event!(trace, "{label}: read {n} bytes");
                     self.last_activity = cx.shared.now;
+                    self.bytes_in += n as u64;
+                    cx.shared.totals.tcp_bytes_in += n as u64;
                     if n < want && !self.peer_closed_hint {
                         // A short read emptied the receive queue: skip the `read` that would
                         // only say WouldBlock. Any new byte raises a new edge.
@@ -476,9 +597,12 @@ impl Connection {
                         self.on_header_input(input, cx.shared, cx.token)?;
                         return Ok(true);
                     }
-                    self.call_service(cx.shared, cx.token, |service, env, out| {
-                        service.on_input(input, env, out)
-                    })?;
+                    self.call_service(
+                        cx.shared,
+                        cx.token,
+                        End::ServiceDone,
+                        |service, env, out| service.on_input(input, env, out),
+                    )?;
                     return Ok(true);
                 }
                 // Drained: nothing more until the next readable edge.
@@ -510,6 +634,7 @@ impl Connection {
         }
         if written > 0 {
             self.last_activity = cx.shared.now;
+            self.count_out(written, cx.shared);
             // The peer took something: a stall, if any, starts again from now.
             if self.output_stalled_since.is_some() {
                 self.output_stalled_since = Some(cx.shared.now);
@@ -575,11 +700,14 @@ impl Handler for Connection {
             Tag::Plumbing(_) if self.timer_is_live(tag) => self.on_housekeeping(cx),
             Tag::Plumbing(_) => Verdict::Keep,
             Tag::Service(tag) => {
-                match self.call_service(cx.shared, cx.token, |service, env, out| {
-                    service.on_timer(tag, env, out)
-                }) {
+                match self.call_service(
+                    cx.shared,
+                    cx.token,
+                    End::ServiceDone,
+                    |service, env, out| service.on_timer(tag, env, out),
+                ) {
                     Ok(()) => self.settle(cx),
-                    Err(e) => self.fail(&e),
+                    Err(e) => self.fail(e),
                 }
             }
         }
@@ -605,28 +733,45 @@ impl Handler for Connection {
             self.header = None;
             self.header_deadline = None;
             self.phase = Phase::Closing;
+            self.ending(End::Shutdown);
             return self.settle(cx);
         }
-        match self.call_service(cx.shared, cx.token, |service, env, out| {
+        match self.call_service(cx.shared, cx.token, End::Shutdown, |service, env, out| {
             service.on_shutdown(env, out)
         }) {
             Ok(()) => self.settle(cx),
-            Err(e) => self.fail(&e),
+            Err(e) => self.fail(e),
         }
     }
 
+    /// Logs the connection's one line: what, how long, bytes each way, why it ended.
     fn on_close(&mut self, cx: &mut Context) {
         cx.shared.connections -= 1;
+        cx.shared.totals.tcp_closed += 1;
         // Only what was counted is released: a balancer's connection refused, or closed before
         // its header named a client, never took a share of anyone's limit.
         if self.admitted {
             cx.shared.by_source.release(self.peer.ip());
         }
-        debug!(
-            "{} tcp {}: closed ({})",
+        let lasted = cx.shared.now.saturating_duration_since(self.opened);
+        let via = self
+            .via
+            .map_or_else(String::new, |balancer| format!(" via {balancer}"));
+        // Never served: already logged, boundedly, where it failed (see the module doc).
+        let level = if self.service.is_none() {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        log!(
+            level,
+            "{} tcp {}{via}: closed after {:.3} s, {} bytes in, {} bytes out ({})",
             self.kind.name(),
             self.peer,
-            cx.label()
+            lasted.as_secs_f64(),
+            self.bytes_in,
+            self.bytes_out,
+            self.why()
         );
         if let Err(e) = cx.registry.deregister(&mut self.stream) {
             debug!("{}: deregister: {e}", cx.label());

@@ -90,6 +90,32 @@ pub struct AcceptGate {
     pub exhaustion_logged: bool,
 }
 
+/// What the loop has done since it started: plain counters, added to where the work is done
+/// (one integer add, no allocation), read by the SIGUSR1 status line. Every field only grows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// TCP connections accepted and served (filed under a token).
+    pub tcp_accepted: u64,
+    /// TCP connections closed; `tcp_accepted - tcp_closed` are open.
+    pub tcp_closed: u64,
+    /// TCP connections accepted and closed at once, over `--max-conns-per-ip`. Behind a
+    /// `--proxy-from` balancer the client is known only after its PROXY header: such a
+    /// connection was filed, so it also counts as accepted and closed.
+    pub tcp_refused: u64,
+    /// Bytes read from TCP connections (discarded input included).
+    pub tcp_bytes_in: u64,
+    /// Bytes written to TCP connections.
+    pub tcp_bytes_out: u64,
+    /// UDP datagrams received (those over a source's budget included).
+    pub udp_datagrams_in: u64,
+    /// UDP datagrams sent (not those queued and still waiting, dropped or failed).
+    pub udp_datagrams_out: u64,
+    /// Bytes of the UDP datagrams received.
+    pub udp_bytes_in: u64,
+    /// Bytes of the UDP datagrams sent.
+    pub udp_bytes_out: u64,
+}
+
 /// The loop's state that handlers share. The reactor owns one.
 pub struct Shared {
     /// Taken once per loop turn, so everything done in one turn agrees on the time.
@@ -117,6 +143,8 @@ pub struct Shared {
     pub proxy_header_failures: u64,
     /// Which of those the log names, and the pending summary of the others.
     pub proxy_log: RefusalLog,
+    /// Counters since the loop started.
+    pub totals: Totals,
 }
 
 impl Shared {
@@ -136,6 +164,7 @@ impl Shared {
             refusal_log: RefusalLog::default(),
             proxy_header_failures: 0,
             proxy_log: RefusalLog::default(),
+            totals: Totals::default(),
         }
     }
 
@@ -231,14 +260,15 @@ impl Shared {
     /// Calls a service's entry point with the contract's `Env`, filing the timers it sets
     /// under `token` in the service's tag space.
     pub fn with_env<R>(&mut self, token: Token, call: impl FnOnce(&mut Env) -> R) -> R {
-        self.with_env_and_budget(token, |env, _| call(env))
+        self.with_env_and_budget(token, |env, _, _| call(env))
     }
 
-    /// [`Shared::with_env`] for a UDP service, whose outbox also needs the outgoing budget.
+    /// [`Shared::with_env`] for a UDP service, whose outbox also needs the outgoing budget and
+    /// the totals it adds to.
     pub fn with_env_and_budget<R>(
         &mut self,
         token: Token,
-        call: impl FnOnce(&mut Env, &mut RateLimiter) -> R,
+        call: impl FnOnce(&mut Env, &mut RateLimiter, &mut Totals) -> R,
     ) -> R {
         let mut timers = OwnerTimers {
             heap: &mut self.timers,
@@ -250,7 +280,7 @@ impl Shared {
             &mut self.clock,
             &mut timers,
         );
-        call(&mut env, &mut self.udp_out)
+        call(&mut env, &mut self.udp_out, &mut self.totals)
     }
 }
 

@@ -109,6 +109,7 @@ impl Handler for Listener {
                         // Over its source's share: closed at once (the drop), so the client
                         // sees a clean end instead of waiting in the backlog.
                         Err(refusal) => {
+                            cx.shared.totals.tcp_refused += 1;
                             if refusal.first {
                                 warn!(
                                     "{name} tcp: {} holds {limit} connections (--max-conns-per-ip); closing its new ones",

@@ -28,7 +28,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::config::Settings;
 use super::connection::Connection;
-use super::handler::{Context, Handler, Shared};
+use super::handler::{Context, Handler, Shared, Totals};
 use super::listen::{BindError, BoundSocket, ListenOptions, Proto, bind_pair};
 use super::listener::{Listener, may_accept};
 use super::readiness::{Readiness, Verdict};
@@ -82,6 +82,10 @@ pub struct Reactor {
     shutdown_deadline: Option<Instant>,
     /// When the shutdown began, to report how long it took.
     shutdown_began: Option<Instant>,
+    /// When the loop was made, for the status line's uptime.
+    started: Instant,
+    /// Which loop this is, and of how many (`--threads`), for the status line.
+    number: (usize, usize),
 }
 
 impl Reactor {
@@ -97,7 +101,19 @@ impl Reactor {
             signals: None,
             shutdown_deadline: None,
             shutdown_began: None,
+            started: Instant::now(),
+            number: (1, 1),
         })
+    }
+
+    /// Names this loop `number` of `count` (`--threads`) in its status line.
+    pub fn set_number(&mut self, number: usize, count: usize) {
+        self.number = (number, count);
+    }
+
+    /// What the loop has done since it started.
+    pub fn totals(&self) -> Totals {
+        self.shared.totals
     }
 
     /// Binds a service on TCP and UDP with the same port number and registers both sockets.
@@ -215,6 +231,11 @@ impl Reactor {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         while !self.is_finished() {
             self.turn(&mut events)?;
+        }
+        // What the grace period left open (a peer that never closes) is closed here, so every
+        // connection still gets its log line and every socket is deregistered.
+        for key in self.entries.keys() {
+            self.close(Token(key));
         }
         Ok(())
     }
@@ -408,15 +429,38 @@ impl Reactor {
         }
     }
 
-    /// One line for SIGUSR1: what the loop holds right now.
+    /// One line for SIGUSR1: which loop, for how long, what it holds right now and what it
+    /// has done since it started.
     fn status(&mut self) -> String {
         let udp_queued = self
             .entries
             .values_mut()
             .filter_map(|entry| (!entry.handler().is_drained()).then_some(()))
             .count();
+        let name = match self.number {
+            (_, 1) => String::from("status"),
+            (number, count) => format!("status loop {number}/{count}"),
+        };
+        let Totals {
+            tcp_accepted,
+            tcp_closed,
+            tcp_refused,
+            tcp_bytes_in,
+            tcp_bytes_out,
+            udp_datagrams_in,
+            udp_datagrams_out,
+            udp_bytes_in,
+            udp_bytes_out,
+        } = self.shared.totals;
         format!(
-            "status: {} TCP connections, {} timers pending, {} sockets with queued output, {} sockets to replay, refused by access lists: {} tcp, {} udp, closed without a valid PROXY header: {}",
+            "{name}: up {}; {} TCP connections open, {} timers pending, {} sockets with queued output, {} sockets to replay; \
+             since start: TCP {tcp_accepted} accepted, {tcp_closed} closed, {tcp_refused} refused, \
+             {tcp_bytes_in} bytes in, {tcp_bytes_out} bytes out; \
+             UDP {udp_datagrams_in} datagrams in, {udp_datagrams_out} out, \
+             {udp_bytes_in} bytes in, {udp_bytes_out} bytes out; \
+             refused by access lists: {} tcp, {} udp; \
+             closed without a valid PROXY header: {}",
+            Uptime(self.shared.now.saturating_duration_since(self.started)),
             self.shared.connections,
             self.shared.timers.len(),
             udp_queued,
@@ -481,6 +525,26 @@ impl Reactor {
         .flatten()
         .min()
         .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// An uptime as `[N d ]hh:mm:ss`, like `uptime(1)`.
+struct Uptime(Duration);
+
+impl std::fmt::Display for Uptime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seconds = self.0.as_secs();
+        let (days, rest) = (seconds / 86_400, seconds % 86_400);
+        if days > 0 {
+            write!(f, "{days} d ")?;
+        }
+        write!(
+            f,
+            "{:02}:{:02}:{:02}",
+            rest / 3600,
+            rest % 3600 / 60,
+            rest % 60
+        )
     }
 }
 
@@ -578,6 +642,14 @@ mod tests {
         reactor.dispatch(token_b, Readiness::READABLE);
         b.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"for B");
+    }
+
+    #[test]
+    fn uptime_reads_like_uptime() {
+        let up = |s| Uptime(Duration::from_secs(s)).to_string();
+        assert_eq!(up(0), "00:00:00");
+        assert_eq!(up(3723), "01:02:03");
+        assert_eq!(up(86_400 * 3 + 59), "3 d 00:00:59");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! can be driven by hand in a unit test — crafted input, a `Vec` as the outbox and as the timer
 //! list, time passed in — exactly as the loop drives it.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -141,12 +142,25 @@ pub trait TcpService: Send {
 /// while the kernel's buffer is full, or drops it (a full queue, a destination over its
 /// budget); a unit test keeps them in a `Vec`.
 pub trait Outbox {
-    fn send_to(&mut self, payload: &[u8], peer: SocketAddr);
+    /// Sends `payload` to `peer`, or queues it; returns false if it was dropped.
+    fn send_to(&mut self, payload: &[u8], peer: SocketAddr) -> bool;
+    /// Logs one line about `peer` at info level (`<service> udp <peer>: <line>`) if the
+    /// socket's log budget allows: a datagram costs an attacker nothing and can carry any
+    /// source address, so lines about UDP peers are rationed; those over the budget are
+    /// counted and summed up in one line a second. Whatever came from the peer must be
+    /// escaped in `line` (`{:?}`).
+    fn log(&mut self, peer: SocketAddr, line: fmt::Arguments<'_>);
 }
 
 impl Outbox for Vec<(SocketAddr, Vec<u8>)> {
-    fn send_to(&mut self, payload: &[u8], peer: SocketAddr) {
+    fn send_to(&mut self, payload: &[u8], peer: SocketAddr) -> bool {
         self.push((peer, payload.to_vec()));
+        true
+    }
+
+    /// A unit test's outbox logs without a budget.
+    fn log(&mut self, peer: SocketAddr, line: fmt::Arguments<'_>) {
+        log::info!("udp {peer}: {line}");
     }
 }
 
@@ -169,6 +183,12 @@ pub trait UdpService: Send {
     }
     /// The server is stopping: say goodbye to every session.
     fn on_shutdown(&mut self, _env: &mut Env, _out: &mut dyn Outbox) {}
+    /// Whether the service keeps per-peer sessions, and logs each one itself (with
+    /// [`Outbox::log`]). For a service that answers each datagram on its own, the plumbing
+    /// logs one line per exchange: what came in, what went out.
+    fn keeps_sessions(&self) -> bool {
+        false
+    }
 }
 
 /// What a unit test needs to call an entry point by hand: settings, a wall clock and a list

@@ -23,6 +23,7 @@ use crate::slots::Slots;
 use crate::source::{Network, Source};
 
 /// One live session and whom it is for.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Session<T> {
     pub peer: SocketAddr,
     pub state: T,
@@ -47,11 +48,11 @@ pub enum Refusal {
 
 /// The outcome of [`Sessions::admit`].
 #[derive(Debug, PartialEq, Eq)]
-pub enum Admission {
-    /// A new session under this key; `evicted` names the peer whose session made room.
+pub enum Admission<T> {
+    /// A new session under this key; `evicted` is the session that ended to make room.
     Admitted {
         key: usize,
-        evicted: Option<SocketAddr>,
+        evicted: Option<Session<T>>,
     },
     Refused(Refusal),
 }
@@ -112,7 +113,7 @@ impl<T> Sessions<T> {
 
     /// Opens a session for `peer` (which has none yet) if the caps allow, evicting the oldest
     /// session of the largest network if that is what makes room.
-    pub fn admit(&mut self, peer: SocketAddr, state: T, caps: Caps) -> Admission {
+    pub fn admit(&mut self, peer: SocketAddr, state: T, caps: Caps) -> Admission<T> {
         let source = Source::of(peer.ip());
         if self.by_source.get(&source).copied().unwrap_or(0) >= caps.per_source {
             return Admission::Refused(Refusal::SourceFull);
@@ -166,12 +167,12 @@ impl<T> Sessions<T> {
         Some(session)
     }
 
-    /// Ends the oldest live session of `network`; returns its peer.
-    fn evict_oldest(&mut self, network: Network) -> Option<SocketAddr> {
+    /// Ends the oldest live session of `network`; returns it.
+    fn evict_oldest(&mut self, network: Network) -> Option<Session<T>> {
         let sessions = self.by_network.get_mut(&network)?;
         while let Some(key) = sessions.keys.pop_front() {
             if self.slots.contains(key) {
-                return self.remove(key).map(|session| session.peer);
+                return self.remove(key);
             }
         }
         None
@@ -219,9 +220,9 @@ mod tests {
         text.parse().unwrap()
     }
 
-    fn admitted(admission: Admission) -> (usize, Option<SocketAddr>) {
+    fn admitted<T: std::fmt::Debug>(admission: Admission<T>) -> (usize, Option<SocketAddr>) {
         match admission {
-            Admission::Admitted { key, evicted } => (key, evicted),
+            Admission::Admitted { key, evicted } => (key, evicted.map(|session| session.peer)),
             refused => panic!("refused: {refused:?}"),
         }
     }

@@ -14,11 +14,17 @@
 //! (`sessions.rs`), since a forged source address costs an attacker one datagram and us a whole
 //! session. What a session sends is budgeted per destination by the plumbing, so no victim gets
 //! more than `--udp-rate-per-ip` datagrams a second however many sessions name it.
+//!
+//! Logs: a TCP session logs its greeting (the plumbing logs the connection's close). A UDP
+//! session logs its greeting and how it ended — `session over after 60 ticks, …`, `session
+//! ended early to make room for …`, `said Au Revoir at shutdown …` — through the outbox, which
+//! rations lines about UDP peers (a forged-source flood must not become a log flood).
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use log::{debug, info, warn};
+use log::{info, warn};
 
 use super::contract::{Env, Next, Outbox, Output, TcpService, TimerTag, UdpService};
 use super::line::LineReader;
@@ -195,11 +201,58 @@ impl TcpService for TcpTimeStream {
     }
 }
 
+/// One UDP session: its schedule, and what it cost, for its last log line.
+struct UdpSession {
+    schedule: Schedule,
+    /// The greeting's length.
+    bytes_in: usize,
+    /// Bytes of the ticks (and goodbye) the outbox took.
+    bytes_out: u64,
+}
+
+/// Sends `payload` to `peer`, adding to `bytes_out` what the outbox took.
+fn send_counted(out: &mut dyn Outbox, payload: &[u8], peer: SocketAddr, bytes_out: &mut u64) {
+    if out.send_to(payload, peer) {
+        *bytes_out += payload.len() as u64;
+    }
+}
+
+impl UdpSession {
+    /// The tail of a session's last log line: `after 60 ticks, 59.000 s, 7 bytes in, …`.
+    fn summary(&self, now: Instant) -> SessionSummary<'_> {
+        SessionSummary { session: self, now }
+    }
+}
+
+/// A UDP session's ticks, duration and bytes, as its last log line shows them.
+struct SessionSummary<'a> {
+    session: &'a UdpSession,
+    now: Instant,
+}
+
+impl fmt::Display for SessionSummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let UdpSession {
+            schedule,
+            bytes_in,
+            bytes_out,
+        } = self.session;
+        let lasted = self.now.saturating_duration_since(schedule.start);
+        let ticks = schedule.sent;
+        let plural = if ticks == 1 { "" } else { "s" };
+        write!(
+            f,
+            "after {ticks} tick{plural}, {:.3} s, {bytes_in} bytes in, {bytes_out} bytes out",
+            lasted.as_secs_f64(),
+        )
+    }
+}
+
 /// The time stream's UDP socket: one session per peer address, in a table that no source or
 /// network can monopolise (see `sessions.rs`).
 #[derive(Default)]
 pub struct UdpTimeStream {
-    sessions: Sessions<Schedule>,
+    sessions: Sessions<UdpSession>,
     /// Whether a refusal was logged since the last admission (log once per episode).
     refusal_logged: bool,
 }
@@ -221,15 +274,25 @@ impl UdpTimeStream {
             return;
         };
         let peer = session.peer;
-        let next = session.state.step(env, |message| match message {
-            Message::Tick(text) => out.send_to(text.as_bytes(), peer),
-            Message::AuRevoir => out.send_to(AU_REVOIR.as_bytes(), peer),
+        let UdpSession {
+            schedule,
+            bytes_out,
+            ..
+        } = &mut session.state;
+        let next = schedule.step(env, |message| {
+            let payload = match message {
+                Message::Tick(text) => text.as_bytes(),
+                Message::AuRevoir => AU_REVOIR.as_bytes(),
+            };
+            send_counted(out, payload, peer, bytes_out);
         });
         match next {
             Some(deadline) => env.set_timer(deadline, session_timer(key)),
             None => {
-                self.sessions.remove(key);
-                debug!("time udp {peer}: session over");
+                if let Some(over) = self.sessions.remove(key) {
+                    let summary = over.state.summary(env.now);
+                    out.log(peer, format_args!("session over {summary}"));
+                }
             }
         }
     }
@@ -250,10 +313,19 @@ impl UdpService for UdpTimeStream {
             total: env.settings.max_udp_sessions,
             per_source: env.settings.max_udp_sessions_per_ip,
         };
-        let key = match self.sessions.admit(peer, Schedule::new(env.now), caps) {
+        let session = UdpSession {
+            schedule: Schedule::new(env.now),
+            bytes_in: payload.len(),
+            bytes_out: 0,
+        };
+        let key = match self.sessions.admit(peer, session, caps) {
             Admission::Admitted { key, evicted } => {
                 if let Some(evicted) = evicted {
-                    debug!("time udp {evicted}: session ended early to make room for {peer}");
+                    let summary = evicted.state.summary(env.now);
+                    out.log(
+                        evicted.peer,
+                        format_args!("session ended early to make room for {peer} {summary}"),
+                    );
                 }
                 self.refusal_logged = false;
                 key
@@ -273,7 +345,7 @@ impl UdpService for UdpTimeStream {
                 return;
             }
         };
-        info!("time udp {peer}: greeting {}", printable(payload));
+        out.log(peer, format_args!("greeting {}", printable(payload)));
         self.step(key, env, out);
     }
 
@@ -285,12 +357,24 @@ impl UdpService for UdpTimeStream {
         self.sessions.contains(session_of(tag))
     }
 
-    fn on_shutdown(&mut self, _env: &mut Env, out: &mut dyn Outbox) {
+    fn on_shutdown(&mut self, env: &mut Env, out: &mut dyn Outbox) {
         for key in self.sessions.keys() {
-            if let Some(session) = self.sessions.remove(key) {
-                out.send_to(AU_REVOIR.as_bytes(), session.peer);
+            if let Some(mut session) = self.sessions.remove(key) {
+                let peer = session.peer;
+                send_counted(
+                    out,
+                    AU_REVOIR.as_bytes(),
+                    peer,
+                    &mut session.state.bytes_out,
+                );
+                let summary = session.state.summary(env.now);
+                out.log(peer, format_args!("said Au Revoir at shutdown {summary}"));
             }
         }
+    }
+
+    fn keeps_sessions(&self) -> bool {
+        true
     }
 }
 
@@ -446,7 +530,7 @@ mod tests {
     }
 
     /// Fires every timer due at or before `until`, in deadline order, as the loop would.
-    fn run_until(h: &mut Harness, udp: &mut UdpTimeStream, out: &mut Sent, until: Instant) {
+    fn run_until(h: &mut Harness, udp: &mut UdpTimeStream, out: &mut dyn Outbox, until: Instant) {
         loop {
             h.timers.sort();
             match h.timers.first() {
@@ -523,6 +607,57 @@ mod tests {
         udp.on_datagram(b"", peer("192.0.2.3:1"), &mut h.env(), &mut out);
         assert_eq!(out.len(), 3, "the table is full");
         assert_eq!(udp.sessions.len(), 3);
+    }
+
+    /// An outbox whose destination takes only `room` datagrams, and that keeps the log lines.
+    #[derive(Default)]
+    struct Cramped {
+        room: usize,
+        sent: Sent,
+        lines: Vec<String>,
+    }
+
+    impl Outbox for Cramped {
+        fn send_to(&mut self, payload: &[u8], peer: SocketAddr) -> bool {
+            if self.sent.len() == self.room {
+                return false;
+            }
+            self.sent.push((peer, payload.to_vec()));
+            true
+        }
+
+        fn log(&mut self, peer: SocketAddr, line: fmt::Arguments<'_>) {
+            self.lines.push(format!("{peer}: {line}"));
+        }
+    }
+
+    #[test]
+    fn a_udp_sessions_last_line_counts_only_what_the_outbox_took() {
+        let mut h = Harness::new(settings(2));
+        let start = h.now;
+        let mut udp = UdpTimeStream::default();
+        let mut out = Cramped {
+            room: 1,
+            ..Cramped::default()
+        };
+        let alice = peer("192.0.2.1:4000");
+        udp.on_datagram(b"Bonjour\x1b", alice, &mut h.env(), &mut out);
+        let tick = out.sent[0].1.len();
+        run_until(&mut h, &mut udp, &mut out, start + Duration::from_secs(1));
+        assert_eq!(
+            out.sent.len(),
+            1,
+            "the second tick and the goodbye were dropped"
+        );
+        assert_eq!(
+            out.lines,
+            [
+                "192.0.2.1:4000: greeting \"Bonjour\\u{1b}\"".to_string(),
+                format!(
+                    "192.0.2.1:4000: session over after 2 ticks, 1.000 s, 8 bytes in, {tick} bytes out"
+                ),
+            ]
+        );
     }
 
     #[test]
