@@ -176,8 +176,15 @@ impl Balancer {
 }
 
 impl Drop for Balancer {
+    /// SIGTERM first: nginx's master then stops its workers (a SIGKILLed master would leave them
+    /// running, orphaned, on their ports); SIGKILL only if it has not exited within the limit.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let exited = poll_for(IO_TIMEOUT, || self.child.try_wait().ok().flatten());
+        if exited.is_none() {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!("--- balancer stderr ---\n{}", self.stderr());
