@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
-use super::access::{AccessList, Action, parse_rule};
+use super::access::{AccessList, Action, Cidr, parse_cidr, parse_rule};
 use crate::services::ServiceKind;
 use crate::services::contract::ServiceSettings;
 
@@ -95,6 +95,14 @@ at equal length --deny wins. ::ffff:a.b.c.d peers count as IPv4. A refused TCP
 connection is closed before any byte, a refused datagram dropped unanswered; the
 first refusal of each peer is logged, the others summed at most once a second.
 
+Behind a load balancer (haproxy, nginx stream; TCP only):
+  --proxy-from CIDR        a TCP connection from these addresses (the balancer's,
+                           and nobody else's) must start with a PROXY protocol
+                           header, v1 or v2; its client becomes the peer for
+                           logs, --allow/--deny and --max-conns-per-ip. No header
+                           within --greeting-timeout-ms, or a malformed one: closed.
+                           Repeatable; off by default (no PROXY header is read)
+
 stdout carries only one 'listening <service> <tcp|udp> <ip:port>' line per bound
 socket (best effort: a closed stdout does not stop the server); logs go to stderr.
 SIGINT, SIGTERM or SIGHUP: stop accepting, send 'Au Revoir' to every time-stream
@@ -131,6 +139,10 @@ pub struct Settings {
     pub udp_rate_per_ip: u32,
     /// Who may use which service (`--allow`, `--deny`); empty = everyone.
     pub access: AccessList,
+    /// The load balancers (`--proxy-from`): a TCP connection from one of these blocks must
+    /// start with a PROXY protocol header, whose client is then the connection's peer. Empty =
+    /// no PROXY header is ever read.
+    pub proxy_from: Vec<Cidr>,
     /// Log each readiness event and each action (`--trace-events`).
     pub trace_events: bool,
 }
@@ -147,6 +159,7 @@ impl Default for Settings {
             receive_buffer: Some(DEFAULT_SOCKET_BUFFER),
             udp_rate_per_ip: 100,
             access: AccessList::default(),
+            proxy_from: Vec::new(),
             trace_events: false,
         }
     }
@@ -314,6 +327,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
             defaults.udp_rate_per_ip,
         )?,
         access: access_list(&mut args)?,
+        proxy_from: repeated(&mut args, "--proxy-from", parse_cidr)?,
         trace_events: args.contains("--trace-events"),
     };
 
@@ -680,6 +694,33 @@ mod tests {
         );
         assert_eq!(err(&["--allow"]), "--allow: missing value");
         assert!(!err(&["--allow", "1.2.3.4/8"]).contains('\n'), "one line");
+    }
+
+    #[test]
+    fn proxy_from_is_repeatable_off_by_default_and_names_itself_in_errors() {
+        assert!(run_config(&[]).settings.proxy_from.is_empty());
+        let config = run_config(&["--proxy-from", "10.0.0.0/8", "--proxy-from", "[::1]"]);
+        assert_eq!(
+            config.settings.proxy_from,
+            vec![
+                parse_cidr("10.0.0.0/8").unwrap(),
+                parse_cidr("::1/128").unwrap()
+            ]
+        );
+        assert_eq!(
+            config.settings.share(2).proxy_from,
+            config.settings.proxy_from,
+            "every loop trusts the same balancers"
+        );
+        let err = |args: &[&str]| parse(args).unwrap_err().0;
+        assert!(
+            err(&["--proxy-from", "haproxy"]).starts_with("--proxy-from: 'haproxy' is not an IP")
+        );
+        assert_eq!(
+            err(&["--proxy-from", "10.0.0.1/8"]),
+            "--proxy-from: '10.0.0.1/8' has address bits set past its prefix (the network is 10.0.0.0/8)"
+        );
+        assert_eq!(err(&["--proxy-from"]), "--proxy-from: missing value");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod listen;
 pub mod listener;
 pub mod per_source;
 pub mod privileges;
+pub mod proxy_header;
 pub mod rate_limit;
 pub mod reactor;
 pub mod readiness;
