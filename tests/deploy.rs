@@ -6,37 +6,16 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{IO_TIMEOUT, assert_daytime_line, assert_rfc868_now, assert_tick, poll_for};
+use common::{
+    IO_TIMEOUT, assert_daytime_line, assert_rfc868_now, assert_tick, free_port, need, poll_for,
+};
 use inetloop::server::privileges;
-
-/// Fails, saying how to install it, when `tool` is missing.
-fn need(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    assert!(
-        found,
-        "this test needs `{tool}`: apt-get update && apt-get install -y {package}"
-    );
-}
-
-/// A port that was free a moment ago, on TCP and UDP.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// A process under test: its stdout lines arrive on a channel, stderr goes to a file.
 struct Process {
