@@ -408,3 +408,48 @@ fn ipv4_peers_of_a_passed_dual_stack_socket_are_matched_as_ipv4_by_the_access_li
     );
     assert!(reactor.stop().success(), "{}", reactor.log());
 }
+
+#[test]
+fn under_type_notify_it_says_ready_once_its_sockets_are_bound() {
+    let dir = std::env::temp_dir().join(format!("inetloop-notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify.sock");
+    let supervisor = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    supervisor.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reactor"))
+        .args([
+            "--time",
+            "0",
+            "--echo",
+            "off",
+            "--daytime",
+            "off",
+            "--rfc868",
+            "off",
+        ])
+        .env("NOTIFY_SOCKET", &path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = supervisor
+        .recv(&mut buf)
+        .expect("READY=1 within the timeout");
+    let said = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // By then the sockets are bound and announced: the listening line is already there.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(said.lines().any(|l| l == "READY=1"), "{said:?}");
+    assert!(
+        first.starts_with("listening time tcp 127.0.0.1:"),
+        "{first:?}"
+    );
+}
