@@ -20,7 +20,8 @@
 //!     and the loop's `Shared` state (with its `Totals`, the counters since start).
 //!   - `listener` — accept until `WouldBlock`, a limit or a budget; pause on `EMFILE`.
 //!   - `connection` — TCP plumbing: read until `WouldBlock`, bounded output, interest, FIN,
-//!     linger, idle timeout; bytes counted, one log line per connection.
+//!     linger, idle timeout; bytes counted, one log line per connection; the PROXY header
+//!     phase of a `--proxy-from` connection.
 //!   - `udp` — UDP plumbing: receive until `WouldBlock`, send or queue or drop; one log line
 //!     per exchange within a log budget per socket.
 //!   - `listen` — binding each service's TCP listener and UDP socket on one port.
@@ -28,6 +29,8 @@
 //!   - `rate_limit` — per-source budget for UDP datagrams (no reflection).
 //!   - `access` — `--allow`/`--deny` access lists: parsed and decided as pure functions (the
 //!     longest matching prefix wins), and the bounded log of refusals.
+//!   - `proxy_header` — the PROXY protocol header (v1 and v2) a `--proxy-from` balancer sends
+//!     before its client's bytes: a pure parser, fed piece by piece (`connection` reads it).
 //!   - `readiness` — the loop's copy of an event, and the `Verdict` a handler answers.
 //!   - `config` — the `reactor` command line: flags, defaults, ranges.
 //! - `services/` — the protocols, state machines that never touch a socket:

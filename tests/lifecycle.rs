@@ -5,7 +5,6 @@ mod common;
 
 use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, UdpSocket};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -13,12 +12,10 @@ use common::{
     greeted_udp, read_line, read_to_end, recv_text, tcp, udp,
 };
 
-/// Runs `reactor` with `args` to completion; returns (status code, stdout, stderr).
+/// Runs `reactor` with `args` to completion (killed after 20 s, so a server that unexpectedly
+/// starts fails the test instead of hanging it); returns (status code, stdout, stderr).
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_reactor"))
-        .args(args)
-        .output()
-        .expect("run reactor");
+    let output = common::run(env!("CARGO_BIN_EXE_reactor"), args, b"");
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -42,7 +39,10 @@ fn bad_options_exit_2_with_one_line_naming_the_problem() {
         (&["--time", "nope"][..], "--time"),
         (&["--ticks", "-3"][..], "--ticks"),
         (&["--ticks"][..], "--ticks"),
-        (&["--bind", "localhost"][..], "not an IP address"),
+        (
+            &["--bind", "local host"][..],
+            "neither an IP address nor a host name",
+        ),
         (&["--interval-ms", "0"][..], "--interval-ms"),
         (&["--frobnicate"][..], "--frobnicate"),
         (

@@ -23,11 +23,25 @@
 //!   a byte read or written.
 //! - **Fairness**: at most [`PUMP_BUDGET`] read/write rounds per turn; a connection with more
 //!   input than that yields, and the loop comes back to it after serving the others.
+//! - **PROXY header** (`--proxy-from`): a connection from a trusted load balancer starts in a
+//!   phase of its own, before any service exists. Its input is read under the same discipline
+//!   (until `WouldBlock` or a short read), but each read is sized to what may still be header
+//!   ([`HeaderReader::room`]), and fed to the parser (`proxy_header.rs`). Once the header is
+//!   complete, the client it names (the balancer itself for LOCAL and UNKNOWN) becomes the
+//!   connection's peer: the access lists and the per-source limit are applied to it (admitted
+//!   now, released at close), and only then is the service created and started, with the bytes
+//!   that came after the header in the same read as its first input. A malformed header, an end
+//!   of input before a complete one, or no complete header `--greeting-timeout-ms` after the
+//!   accept closes the connection, logged (boundedly) as the balancer's failure.
 //! - **Accounting**: bytes read and written are counted as they move (an integer add each, in
 //!   the connection and in its service's counters, `totals.rs`), and when the connection
 //!   closes it is counted under why it ended, and one line at info level says what it was,
 //!   for how long, how many bytes went each way, and why it ended (`End`):
-//!   `echo tcp 127.0.0.1:53122: closed after 1.204 s, 12 bytes in, 12 bytes out (peer closed)`.
+//!   `echo tcp 127.0.0.1:53122: closed after 1.204 s, 12 bytes in, 12 bytes out (peer closed)`,
+//!   with `via BALANCER` after the peer behind a `--proxy-from` balancer. A connection that never
+//!   reached a service (no valid PROXY header, or its client refused) logs that line at debug
+//!   level only: its failure was already logged in bounded form, and a flood of them must not
+//!   cost a line each.
 //! - **Output larger than the buffer**: when the queue drains while the service is still
 //!   serving, the service is told (`on_output_drained`), so it can go on writing (the metrics
 //!   endpoint's pages).
@@ -37,16 +51,18 @@ use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-use log::{debug, info};
+use log::{debug, log, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
+use super::access::Decision;
 use super::config::Settings;
-use super::handler::{Context, Handler, Shared};
+use super::handler::{Accepted, Context, Handler, Shared};
 use super::listen::Proto;
+use super::proxy_header::{HeaderReader, PROXY_HEADER_MAX, Progress};
 use super::readiness::{Readiness, Verdict};
 use super::timer::Tag;
-use super::totals::CloseReason;
+use super::totals::{CloseReason, Refused};
 use crate::nonblocking::{interrupted, would_block};
 use crate::services::ServiceKind;
 use crate::services::contract::{Env, Next, OutBuf, Output, TcpService};
@@ -60,8 +76,14 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// Read/write rounds per turn (each read is at most the loop's 64 KiB scratch buffer).
 pub const PUMP_BUDGET: usize = 16;
 
+// What follows a PROXY header in its last read is handed to the new service at once: it must fit
+// the room any service has when it starts (echo's is its whole output buffer).
+const _: () = assert!(PROXY_HEADER_MAX <= OUTPUT_LIMIT);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
+    /// From a `--proxy-from` balancer: reading the PROXY header; no service yet.
+    AwaitingHeader,
     /// The service is talking to the peer.
     Serving,
     /// The service is done: flush the output, then send FIN.
@@ -91,6 +113,11 @@ enum End {
     LingerExpired,
     /// A read, a write or a registration failed: the peer reset, a broken pipe…
     Failed(io::Error),
+    /// From a `--proxy-from` balancer: no valid PROXY header (malformed, cut short, late).
+    ProxyHeader(String),
+    /// The client a PROXY header named was refused: by the access lists, or over its
+    /// source's `--max-conns-per-ip`.
+    Refused(String),
 }
 
 impl End {
@@ -114,6 +141,8 @@ impl End {
                 | io::ErrorKind::BrokenPipe => CloseReason::PeerReset,
                 _ => CloseReason::IoError,
             },
+            End::ProxyHeader(_) => CloseReason::ProxyHeader,
+            End::Refused(_) => CloseReason::Refused,
         }
     }
 }
@@ -135,6 +164,8 @@ impl fmt::Display for End {
                 | io::ErrorKind::BrokenPipe => write!(f, "peer reset: {e}"),
                 _ => write!(f, "I/O error: {e}"),
             },
+            End::ProxyHeader(why) => f.write_str(why),
+            End::Refused(why) => write!(f, "refused: {why}"),
         }
     }
 }
@@ -142,11 +173,24 @@ impl fmt::Display for End {
 /// One accepted TCP connection.
 pub struct Connection {
     stream: TcpStream,
+    /// Whom the connection is for: the address `accept` gave, or, behind a balancer, the
+    /// client its PROXY header named.
     peer: SocketAddr,
     kind: ServiceKind,
-    service: Box<dyn TcpService>,
+    /// Created once the peer is known: at once, or after the PROXY header.
+    service: Option<Box<dyn TcpService>>,
     out: OutBuf,
     phase: Phase,
+    /// The PROXY header read so far, while [`Phase::AwaitingHeader`].
+    header: Option<Box<HeaderReader>>,
+    /// When the PROXY header must be complete: `--greeting-timeout-ms` after the accept.
+    header_deadline: Option<Instant>,
+    /// The balancer a proxied connection came through, once its header was read.
+    via: Option<SocketAddr>,
+    /// Counted in the per-source table (released at close exactly when true).
+    admitted: bool,
+    /// The listener that accepted it: reports summaries this connection leaves pending.
+    listener: Token,
     /// The socket may hold unread input: set by readable events, cleared by `WouldBlock`,
     /// a short read or end of input. Stays set while backpressure leaves input in the kernel.
     input_ready: bool,
@@ -177,20 +221,29 @@ pub struct Connection {
 
 impl Connection {
     /// A connection already registered for `READABLE` under `cx.token`: counts it, starts the
-    /// idle timer and the service (daytime speaks at once). Returns the first verdict too.
-    pub fn open(
-        stream: TcpStream,
-        peer: SocketAddr,
-        kind: ServiceKind,
-        cx: &mut Context,
-    ) -> (Self, Verdict) {
+    /// idle timer and the service (daytime speaks at once) — or, from a `--proxy-from`
+    /// balancer, starts waiting for the PROXY header. Returns the first verdict too.
+    pub fn open(accepted: Accepted, cx: &mut Context) -> (Self, Verdict) {
+        let Accepted {
+            stream,
+            peer,
+            kind,
+            proxied,
+            listener,
+        } = accepted;
         let mut conn = Connection {
             stream,
             peer,
             kind,
-            service: kind.tcp_session(peer),
+            service: None,
             out: OutBuf::new(OUTPUT_LIMIT),
             phase: Phase::Serving,
+            header: None,
+            header_deadline: None,
+            via: None,
+            // The listener counted it, unless the header must first say whom to count.
+            admitted: !proxied,
+            listener,
             input_ready: false,
             input_closed: false,
             peer_closed_hint: false,
@@ -206,27 +259,130 @@ impl Connection {
         };
         cx.shared.connections += 1;
         cx.shared.totals.of(kind).tcp.accepted.add(1);
-        debug!("{} tcp {peer}: open ({})", kind.name(), cx.label());
         trace_event!(
             cx.tracing(),
             "{}: accepted {} tcp {peer}",
             cx.label(),
             kind.name()
         );
-        if let Some(idle) = cx.shared.settings.idle_timeout {
-            let deadline = cx.shared.now + idle;
+        if proxied {
+            // Activity is not progress: the header, however it dribbles in, must be complete
+            // within the greeting's time, counted from the accept.
+            conn.phase = Phase::AwaitingHeader;
+            conn.header = Some(Box::default());
+            conn.header_deadline =
+                Some(cx.shared.now + cx.shared.settings.service.greeting_timeout);
+            debug!(
+                "{} tcp {peer}: open, awaiting its PROXY header ({})",
+                kind.name(),
+                cx.label()
+            );
+        }
+        if let Some(deadline) = conn.next_timeout(&cx.shared.settings) {
             conn.arm_housekeeping(cx, deadline);
         }
-        let verdict = match conn.call_service(
-            cx.shared,
-            cx.token,
-            End::ServiceDone,
-            |service, env, out| service.on_open(env, out),
-        ) {
+        if proxied {
+            return (conn, Verdict::Keep);
+        }
+        debug!("{} tcp {peer}: open ({})", kind.name(), cx.label());
+        let verdict = match conn.start_service(cx.shared, cx.token) {
             Ok(()) => conn.settle(cx),
             Err(e) => conn.fail(e),
         };
         (conn, verdict)
+    }
+
+    /// Creates the service for the peer, now known, and lets it speak first (daytime does).
+    fn start_service(&mut self, shared: &mut Shared, token: Token) -> io::Result<()> {
+        self.service = Some(self.kind.tcp_session(self.peer));
+        self.phase = Phase::Serving;
+        self.call_service(shared, token, End::ServiceDone, |service, env, out| {
+            service.on_open(env, out)
+        })
+    }
+
+    /// Takes the bytes of one read while the PROXY header is awaited. When the header is
+    /// complete: the client it names becomes the peer, is checked and counted, the service
+    /// starts, and the bytes after the header are its first input.
+    fn on_header_input(
+        &mut self,
+        input: &[u8],
+        shared: &mut Shared,
+        token: Token,
+    ) -> io::Result<()> {
+        let Some(reader) = self.header.as_mut() else {
+            return Ok(());
+        };
+        let (header, consumed) = match reader.feed(input) {
+            Progress::NeedMore => return Ok(()),
+            Progress::Malformed(why) => {
+                self.header_failed(shared, format!("malformed PROXY header: {why}"));
+                return Ok(());
+            }
+            Progress::Done { header, consumed } => (header, consumed),
+        };
+        self.header = None;
+        self.header_deadline = None;
+        let balancer = self.peer;
+        // LOCAL (a health check) and UNKNOWN: the balancer's own connection is the peer.
+        let peer = header.client().unwrap_or(balancer);
+        let name = self.kind.name();
+        // Named in the close line from now on, but counted for its source only once admitted.
+        self.peer = peer;
+        self.via = Some(balancer);
+        // The checks the listener skipped, now on the client: closed before a byte if refused.
+        if !shared.access_allows(self.kind, Proto::Tcp, peer, self.listener) {
+            let why = match shared.settings.access.decide(peer.ip(), self.kind) {
+                Decision::Refused(why) => why.to_string(),
+                Decision::Allowed => String::from("access lists"),
+            };
+            self.phase = Phase::Closing;
+            self.ending(End::Refused(why));
+            return Ok(());
+        }
+        let limit = shared.settings.max_conns_per_ip;
+        if let Err(refusal) = shared.by_source.admit(peer.ip(), limit) {
+            if refusal.first {
+                warn!(
+                    "{name} tcp: {} holds {limit} connections (--max-conns-per-ip); closing its new ones (via {balancer})",
+                    refusal.source
+                );
+            }
+            shared
+                .totals
+                .of(self.kind)
+                .tcp
+                .refuse(Refused::MaxConnsPerIp);
+            self.phase = Phase::Closing;
+            self.ending(End::Refused(format!(
+                "{} holds {limit} connections (--max-conns-per-ip)",
+                refusal.source
+            )));
+            return Ok(());
+        }
+        self.admitted = true;
+        let label = crate::slots::KeyLabel(token.0);
+        match header.client() {
+            Some(_) => debug!("{name} tcp {peer}: open via {balancer} ({header}) ({label})"),
+            None => debug!("{name} tcp {peer}: open, the balancer's own ({header}) ({label})"),
+        }
+        self.start_service(shared, token)?;
+        let rest = input.get(consumed..).unwrap_or_default();
+        if !rest.is_empty() {
+            self.call_service(shared, token, End::ServiceDone, |service, env, out| {
+                service.on_input(rest, env, out)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// No valid PROXY header from a balancer: logged (boundedly) and closed, no byte sent.
+    fn header_failed(&mut self, shared: &mut Shared, why: String) {
+        self.header = None;
+        self.header_deadline = None;
+        self.phase = Phase::Closing;
+        shared.proxy_header_failed(self.kind, self.peer, &why, self.listener);
+        self.ending(End::ProxyHeader(why));
     }
 
     /// Looks at pending input without taking it (`recv(MSG_PEEK)`), for tests that must know
@@ -250,8 +406,10 @@ impl Connection {
         if self.phase != Phase::Serving {
             return Ok(());
         }
+        let Some(service) = self.service.as_deref_mut() else {
+            return Ok(());
+        };
         let mut out = Output::new(&mut self.out, Some(&mut self.stream));
-        let service = self.service.as_mut();
         let next = shared.with_env(token, self.kind, Proto::Tcp, |env| {
             call(service, env, &mut out)
         });
@@ -314,19 +472,34 @@ impl Connection {
         cx.set_plumbing_timer(deadline, self.housekeeping);
     }
 
-    /// The earliest moment the idle or the send timeout could close this connection.
+    /// The earliest moment the idle or the send timeout, or the PROXY header's deadline, could
+    /// close this connection.
     fn next_timeout(&self, settings: &Settings) -> Option<Instant> {
         let idle = settings.idle_timeout.map(|idle| self.last_activity + idle);
         let send = self
             .output_stalled_since
             .zip(settings.send_timeout)
             .map(|(since, limit)| since + limit);
-        idle.into_iter().chain(send).min()
+        idle.into_iter()
+            .chain(send)
+            .chain(self.header_deadline)
+            .min()
     }
 
     /// Closes a connection that lingered too long, went idle, or whose peer stopped taking its
     /// output; otherwise re-arms for the next of those moments.
     fn on_housekeeping(&mut self, cx: &mut Context) -> Verdict {
+        if self.phase == Phase::AwaitingHeader
+            && self.header_deadline.is_some_and(|at| cx.shared.now >= at)
+        {
+            let limit = cx.shared.settings.service.greeting_timeout;
+            let why = format!(
+                "no complete PROXY header {} ms after the accept (--greeting-timeout-ms)",
+                limit.as_millis()
+            );
+            self.header_failed(cx.shared, why);
+            return self.settle(cx);
+        }
         let (now, settings) = (cx.shared.now, &cx.shared.settings);
         let why = if self.phase == Phase::Lingering {
             Some(End::LingerExpired)
@@ -414,7 +587,12 @@ impl Connection {
     fn read_once(&mut self, cx: &mut Context) -> io::Result<bool> {
         let (trace, label) = (cx.tracing(), cx.label());
         let room = match self.phase {
-            Phase::Serving => self.service.input_room(&self.out),
+            // Never a byte past what may still be header: the rest stays for the service.
+            Phase::AwaitingHeader => self.header.as_ref().map_or(0, |reader| reader.room()),
+            Phase::Serving => self
+                .service
+                .as_ref()
+                .map_or(0, |service| service.input_room(&self.out)),
             // A finished service's input is read only to be discarded.
             Phase::Closing | Phase::Lingering => usize::MAX,
         };
@@ -435,6 +613,13 @@ impl Connection {
                     trace_event!(trace, "{label}: read EOF");
                     self.input_ready = false;
                     self.input_closed = true;
+                    if self.phase == Phase::AwaitingHeader {
+                        self.header_failed(
+                            cx.shared,
+                            "end of input before a complete PROXY header".to_owned(),
+                        );
+                        return Ok(true);
+                    }
                     self.call_service(
                         cx.shared,
                         cx.token,
@@ -454,6 +639,10 @@ impl Connection {
                         self.input_ready = false;
                     }
                     let input = buf.get(..n).unwrap_or_default();
+                    if self.phase == Phase::AwaitingHeader {
+                        self.on_header_input(input, cx.shared, cx.token)?;
+                        return Ok(true);
+                    }
                     self.call_service(
                         cx.shared,
                         cx.token,
@@ -573,12 +762,26 @@ impl Handler for Connection {
     fn timer_is_live(&self, tag: Tag) -> bool {
         match tag {
             Tag::Plumbing(number) => number == self.housekeeping,
-            Tag::Service(tag) => self.phase == Phase::Serving && self.service.timer_is_live(tag),
+            Tag::Service(tag) => {
+                self.phase == Phase::Serving
+                    && self
+                        .service
+                        .as_ref()
+                        .is_some_and(|service| service.timer_is_live(tag))
+            }
         }
     }
 
-    /// The server is stopping: let the service say goodbye, then close as usual.
+    /// The server is stopping: let the service say goodbye, then close as usual. A connection
+    /// still awaiting its PROXY header has no service: it only gets FIN.
     fn on_shutdown(&mut self, cx: &mut Context) -> Verdict {
+        if self.phase == Phase::AwaitingHeader {
+            self.header = None;
+            self.header_deadline = None;
+            self.phase = Phase::Closing;
+            self.ending(End::Shutdown);
+            return self.settle(cx);
+        }
         match self.call_service(cx.shared, cx.token, End::Shutdown, |service, env, out| {
             service.on_shutdown(env, out)
         }) {
@@ -592,10 +795,24 @@ impl Handler for Connection {
         cx.shared.connections -= 1;
         let reason = self.end.as_ref().map_or(CloseReason::IoError, End::reason);
         cx.shared.totals.of(self.kind).tcp.close(reason);
-        cx.shared.by_source.release(self.peer.ip());
+        // Only what was counted is released: a balancer's connection refused, or closed before
+        // its header named a client, never took a share of anyone's limit.
+        if self.admitted {
+            cx.shared.by_source.release(self.peer.ip());
+        }
         let lasted = cx.shared.now.saturating_duration_since(self.opened);
-        info!(
-            "{} tcp {}: closed after {:.3} s, {} bytes in, {} bytes out ({})",
+        let via = self
+            .via
+            .map_or_else(String::new, |balancer| format!(" via {balancer}"));
+        // Never served: already logged, boundedly, where it failed (see the module doc).
+        let level = if self.service.is_none() {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        log!(
+            level,
+            "{} tcp {}{via}: closed after {:.3} s, {} bytes in, {} bytes out ({})",
             self.kind.name(),
             self.peer,
             lasted.as_secs_f64(),
@@ -609,6 +826,13 @@ impl Handler for Connection {
     }
 
     fn describe(&self) -> String {
-        format!("{} tcp {}", self.kind.name(), self.peer)
+        let name = self.kind.name();
+        match (self.phase, self.via) {
+            (Phase::AwaitingHeader, _) => {
+                format!("{name} tcp {} (PROXY header awaited)", self.peer)
+            }
+            (_, Some(balancer)) => format!("{name} tcp {} via {balancer}", self.peer),
+            (_, None) => format!("{name} tcp {}", self.peer),
+        }
     }
 }

@@ -12,7 +12,9 @@
 //! the plumbing lends them the narrow `Env` of the contract through [`Shared::with_env`].
 //!
 //! [`Context::access_allows`] is where the listener and the UDP port ask the access list
-//! (`access.rs`) about a peer, and where a refusal is counted and logged.
+//! (`access.rs`) about a peer, and where a refusal is counted and logged; a connection from a
+//! `--proxy-from` balancer asks [`Shared::access_allows`] once its PROXY header has named the
+//! client, and reports a missing or malformed header through [`Shared::proxy_header_failed`].
 //!
 //! What the loop counts lives in [`Shared::totals`] (`totals.rs`): this loop's counters, which
 //! the metrics endpoint reads from any loop. A service's own figures reach them through the
@@ -42,8 +44,11 @@ use crate::slots::KeyLabel;
 
 /// The plumbing timer a listener or a UDP port gets when a summary of access refusals becomes
 /// pending (see [`Context::access_allows`]). Connections number their own plumbing timers;
-/// listeners and UDP ports have no other.
+/// listeners and UDP ports have no other but [`PROXY_REPORT`].
 pub const ACCESS_REPORT: u64 = 0;
+/// The plumbing timer a listener gets when a summary of PROXY header failures of its
+/// connections becomes pending (see [`Shared::proxy_header_failed`]).
+pub const PROXY_REPORT: u64 = 1;
 
 /// The calls every entry of the slab answers.
 pub trait Handler {
@@ -71,6 +76,13 @@ pub struct Accepted {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub kind: ServiceKind,
+    /// From a `--proxy-from` balancer: not yet checked against the access lists nor counted for
+    /// its source; the PROXY header will say who the peer is. Otherwise the listener has done
+    /// both.
+    pub proxied: bool,
+    /// The listener that accepted it, which reports the summaries of refusals its connections
+    /// leave pending when they close.
+    pub listener: Token,
 }
 
 /// Why accepting may be on hold.
@@ -105,8 +117,11 @@ pub struct Shared {
     /// accepts, released when the connection closes.
     pub by_source: ConnectionsBySource,
     /// Which refusals of the access lists the log names, and the pending summary of the
-    /// others.
+    /// others (they are counted in [`Shared::totals`]).
     pub refusal_log: RefusalLog,
+    /// Which connections from `--proxy-from` balancers closed without a valid PROXY header
+    /// the log names, and the pending summary of the others (counted in the totals too).
+    pub proxy_log: RefusalLog,
     /// This loop's counters since it started (this loop is their only writer).
     pub totals: Arc<Totals>,
     /// Every loop's counters, for the pages of the metrics endpoint.
@@ -128,8 +143,102 @@ impl Shared {
             connections: 0,
             by_source: ConnectionsBySource::default(),
             refusal_log: RefusalLog::default(),
+            proxy_log: RefusalLog::default(),
             totals,
             board,
+        }
+    }
+
+    /// Whether the access list lets `peer` use `kind` over `proto` (see
+    /// [`Context::access_allows`]); a pending summary of refusals is reported by the entry
+    /// `owner` (a listener or a UDP port, which outlive the connections they accept), through an
+    /// [`ACCESS_REPORT`] timer.
+    pub fn access_allows(
+        &mut self,
+        kind: ServiceKind,
+        proto: Proto,
+        peer: SocketAddr,
+        owner: Token,
+    ) -> bool {
+        let Decision::Refused(why) = self.settings.access.decide(peer.ip(), kind) else {
+            return true;
+        };
+        let counted = self.totals.of(kind);
+        match proto {
+            Proto::Tcp => counted.tcp.refuse(Refused::AccessList),
+            Proto::Udp => counted.udp.drop_one(Dropped::AccessList),
+        }
+        let ip = canonical(peer.ip());
+        let (service, transport) = (kind.name(), proto.name());
+        trace_event!(
+            self.settings.trace_events,
+            "{}: refused {peer} ({why})",
+            KeyLabel(owner.0)
+        );
+        self.report_access_refusals();
+        match self.refusal_log.refused((ip, kind, proto), self.now) {
+            Note::Line => warn!(
+                "{service} {transport}: refused {ip} ({why}); its next refusals are counted, not logged"
+            ),
+            Note::Counted {
+                report_at: Some(at),
+            } => self
+                .timers
+                .schedule(at, owner, Tag::Plumbing(ACCESS_REPORT)),
+            Note::Counted { report_at: None } => {}
+        }
+        false
+    }
+
+    /// Logs the summary of the access refusals not named one by one, if one is due.
+    pub fn report_access_refusals(&mut self) {
+        let now = self.now;
+        if let Some(summary) = self.refusal_log.due_summary(now) {
+            warn!(
+                "access lists: {} more refused in the last {:.1} s, not logged one by one",
+                summary.count,
+                now.saturating_duration_since(summary.since).as_secs_f64()
+            );
+        }
+    }
+
+    /// A connection from a `--proxy-from` balancer is closed without a valid PROXY header
+    /// (malformed, missing at EOF, or late): counted, and logged in the bounded way of the
+    /// access lists' refusals — once per (balancer, service) episode, the rest summed at most
+    /// once a second by the listener `owner` through a [`PROXY_REPORT`] timer — so a balancer
+    /// gone wrong, or a flood through it, costs a few lines a second.
+    pub fn proxy_header_failed(
+        &mut self,
+        kind: ServiceKind,
+        balancer: SocketAddr,
+        why: &str,
+        owner: Token,
+    ) {
+        self.totals.of(kind).tcp.refuse(Refused::ProxyHeader);
+        self.report_proxy_header_failures();
+        let ip = canonical(balancer.ip());
+        match self.proxy_log.refused((ip, kind, Proto::Tcp), self.now) {
+            Note::Line => warn!(
+                "{} tcp {balancer}: {why}; closing (--proxy-from requires a PROXY header; \
+                 its next failures are counted, not logged)",
+                kind.name()
+            ),
+            Note::Counted {
+                report_at: Some(at),
+            } => self.timers.schedule(at, owner, Tag::Plumbing(PROXY_REPORT)),
+            Note::Counted { report_at: None } => {}
+        }
+    }
+
+    /// Logs the summary of the PROXY header failures not named one by one, if one is due.
+    pub fn report_proxy_header_failures(&mut self) {
+        let now = self.now;
+        if let Some(summary) = self.proxy_log.due_summary(now) {
+            warn!(
+                "PROXY headers: {} more connections from --proxy-from balancers closed without a valid one in the last {:.1} s, not logged one by one",
+                summary.count,
+                now.saturating_duration_since(summary.since).as_secs_f64()
+            );
         }
     }
 
@@ -223,49 +332,13 @@ impl Context<'_> {
     /// entry gets an [`ACCESS_REPORT`] timer for it, and must call
     /// [`Context::report_access_refusals`] when it fires.
     pub fn access_allows(&mut self, kind: ServiceKind, proto: Proto, peer: SocketAddr) -> bool {
-        let shared = &mut *self.shared;
-        let Decision::Refused(why) = shared.settings.access.decide(peer.ip(), kind) else {
-            return true;
-        };
-        let counted = shared.totals.of(kind);
-        match proto {
-            Proto::Tcp => counted.tcp.refuse(Refused::AccessList),
-            Proto::Udp => counted.udp.drop_one(Dropped::AccessList),
-        }
-        let ip = canonical(peer.ip());
-        let (service, transport) = (kind.name(), proto.name());
-        trace_event!(
-            shared.settings.trace_events,
-            "{}: refused {peer} ({why})",
-            KeyLabel(self.token.0)
-        );
-        self.report_access_refusals();
-        match self
-            .shared
-            .refusal_log
-            .refused((ip, kind, proto), self.shared.now)
-        {
-            Note::Line => warn!(
-                "{service} {transport}: refused {ip} ({why}); its next refusals are counted, not logged"
-            ),
-            Note::Counted {
-                report_at: Some(at),
-            } => self.set_plumbing_timer(at, ACCESS_REPORT),
-            Note::Counted { report_at: None } => {}
-        }
-        false
+        let owner = self.token;
+        self.shared.access_allows(kind, proto, peer, owner)
     }
 
     /// Logs the summary of the refusals not named one by one, if one is due.
     pub fn report_access_refusals(&mut self) {
-        let now = self.shared.now;
-        if let Some(summary) = self.shared.refusal_log.due_summary(now) {
-            warn!(
-                "access lists: {} more refused in the last {:.1} s, not logged one by one",
-                summary.count,
-                now.saturating_duration_since(summary.since).as_secs_f64()
-            );
-        }
+        self.shared.report_access_refusals();
     }
 
     /// Sets one of the plumbing's own timers for this entry.

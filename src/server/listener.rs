@@ -11,13 +11,17 @@
 //! either check refuses is dropped at once — `close(2)` before a byte is written — so its
 //! client sees EOF (or a reset, if it had already sent bytes we will never read). A peer the
 //! access list refuses is never counted against its source's share.
+//!
+//! A connection from a `--proxy-from` balancer skips both: the balancer's address says nothing
+//! about the client it relays. Its connection goes to the reactor marked `proxied`, and the
+//! connection applies both checks to the client its PROXY header names (`connection.rs`).
 
 use std::io;
 
 use log::{debug, warn};
 use mio::net::TcpListener;
 
-use super::handler::{ACCESS_REPORT, Accepted, Context, Handler, Shared};
+use super::handler::{ACCESS_REPORT, Accepted, Context, Handler, PROXY_REPORT, Shared};
 use super::listen::Proto;
 use super::readiness::{Readiness, Verdict};
 use super::timer::Tag;
@@ -66,6 +70,28 @@ impl Handler for Listener {
             match self.socket.accept() {
                 Ok((stream, peer)) => {
                     cx.shared.accept.exhaustion_logged = false;
+                    // From a balancer: who the client is, and so whether it may come in, is
+                    // known only once the PROXY header is read.
+                    let settings = &cx.shared.settings;
+                    if settings
+                        .proxy_from
+                        .iter()
+                        .any(|cidr| cidr.contains(peer.ip()))
+                    {
+                        trace_event!(
+                            settings.trace_events,
+                            "{}: {peer} is a --proxy-from balancer: PROXY header required",
+                            cx.label()
+                        );
+                        cx.shared.accepted.push(Accepted {
+                            stream,
+                            peer,
+                            kind: self.kind,
+                            proxied: true,
+                            listener: cx.token,
+                        });
+                        continue;
+                    }
                     // Refused by the access list: closed at once (the drop), before a byte is
                     // written and before the per-source count sees it.
                     if !cx.access_allows(self.kind, Proto::Tcp, peer) {
@@ -78,6 +104,8 @@ impl Handler for Listener {
                             stream,
                             peer,
                             kind: self.kind,
+                            proxied: false,
+                            listener: cx.token,
                         }),
                         // Over its source's share: closed at once (the drop), so the client
                         // sees a clean end instead of waiting in the backlog.
@@ -128,16 +156,19 @@ impl Handler for Listener {
         Verdict::Yield // budget spent; more may be waiting
     }
 
-    /// The only timer a listener sets: a summary of access refusals is due.
+    /// The only timers a listener has: a summary of access refusals, or of PROXY header
+    /// failures, is due (its own, or left pending by one of its connections).
     fn on_timer(&mut self, tag: Tag, cx: &mut Context) -> Verdict {
-        if tag == Tag::Plumbing(ACCESS_REPORT) {
-            cx.report_access_refusals();
+        match tag {
+            Tag::Plumbing(ACCESS_REPORT) => cx.report_access_refusals(),
+            Tag::Plumbing(PROXY_REPORT) => cx.shared.report_proxy_header_failures(),
+            _ => {}
         }
         Verdict::Keep
     }
 
     fn timer_is_live(&self, tag: Tag) -> bool {
-        tag == Tag::Plumbing(ACCESS_REPORT)
+        matches!(tag, Tag::Plumbing(ACCESS_REPORT | PROXY_REPORT))
     }
 
     /// Stop accepting: the listener closes, and new clients are refused by the kernel.

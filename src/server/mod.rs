@@ -12,6 +12,7 @@ pub mod listener;
 pub mod metrics;
 pub mod per_source;
 pub mod privileges;
+pub mod proxy_header;
 pub mod rate_limit;
 pub mod reactor;
 pub mod readiness;

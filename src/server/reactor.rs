@@ -33,7 +33,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::config::Settings;
 use super::connection::Connection;
-use super::handler::{Accepted, Context, Handler, Shared};
+use super::handler::{Context, Handler, Shared};
 use super::listen::{BindError, BoundSocket, ListenOptions, Proto, bind_pair, bind_tcp};
 use super::listener::{Listener, may_accept};
 use super::metrics::Board;
@@ -375,14 +375,10 @@ impl Reactor {
 
     /// Files the connections the listeners accepted, each under a token of its own.
     fn open_accepted(&mut self) {
-        while let Some(Accepted {
-            mut stream,
-            peer,
-            kind,
-        }) = self.shared.accepted.pop()
-        {
+        while let Some(mut accepted) = self.shared.accepted.pop() {
+            let (peer, kind, proxied) = (accepted.peer, accepted.kind, accepted.proxied);
             // Replies are written whole, so Nagle's delay would only add latency.
-            if let Err(e) = stream.set_nodelay(true) {
+            if let Err(e) = accepted.stream.set_nodelay(true) {
                 log::debug!("{} tcp {peer}: TCP_NODELAY: {e}", kind.name());
             }
             let registry = self.poll.registry();
@@ -390,14 +386,14 @@ impl Reactor {
             let mut verdict = Verdict::Keep;
             let filed = self.entries.insert_with(|key| {
                 let token = Token(key);
-                registry.register(&mut stream, token, Interest::READABLE)?;
+                registry.register(&mut accepted.stream, token, Interest::READABLE)?;
                 let mut cx = Context {
                     token,
                     registry,
                     scratch,
                     shared,
                 };
-                let (conn, first) = Connection::open(stream, peer, kind, &mut cx);
+                let (conn, first) = Connection::open(accepted, &mut cx);
                 verdict = first;
                 Ok::<_, io::Error>(Entry::Conn(conn))
             });
@@ -409,7 +405,10 @@ impl Reactor {
                     } else {
                         warn!("{} tcp {peer}: no token left", kind.name());
                     }
-                    self.shared.by_source.release(peer.ip());
+                    // A balancer's connection was never counted for any source.
+                    if !proxied {
+                        self.shared.by_source.release(peer.ip());
+                    }
                     self.shared
                         .totals
                         .of(kind)

@@ -196,6 +196,10 @@ reasons! {
         PeerReset => "peer_reset",
         /// Any other I/O error.
         IoError => "io_error",
+        /// From a `--proxy-from` balancer, without a valid PROXY header.
+        ProxyHeader => "proxy_header",
+        /// The client a PROXY header named was refused (access lists, per-source limit).
+        Refused => "refused",
     }
 }
 
@@ -208,6 +212,9 @@ reasons! {
         MaxConnsPerIp => "max_conns_per_ip",
         /// It could not be registered with the poller (or no token was left).
         RegisterFailed => "register_failed",
+        /// From a `--proxy-from` balancer, closed without a valid PROXY header (counted as
+        /// accepted too: the header is read by the connection).
+        ProxyHeader => "proxy_header",
     }
 }
 
@@ -457,7 +464,9 @@ pub struct Summary {
     pub tcp_open: u64,
     pub tcp_accepted: u64,
     pub tcp_closed: u64,
-    /// Closed right after `accept` for a limit (not by the access lists, counted apart).
+    /// Closed right after `accept` for a limit (not by the access lists, nor for a PROXY header,
+    /// both counted apart). Behind a `--proxy-from` balancer, refused once its header named
+    /// the client.
     pub tcp_refused: u64,
     pub tcp_bytes_in: u64,
     pub tcp_bytes_out: u64,
@@ -467,6 +476,8 @@ pub struct Summary {
     pub udp_bytes_out: u64,
     pub tcp_refused_by_access: u64,
     pub udp_refused_by_access: u64,
+    /// Connections from `--proxy-from` balancers closed without a valid PROXY header.
+    pub proxy_header_failures: u64,
     pub timers_pending: u64,
 }
 
@@ -516,6 +527,7 @@ impl Totals {
             sum.tcp_refused +=
                 tcp.refused(Refused::MaxConnsPerIp) + tcp.refused(Refused::RegisterFailed);
             sum.tcp_refused_by_access += tcp.refused(Refused::AccessList);
+            sum.proxy_header_failures += tcp.refused(Refused::ProxyHeader);
             sum.tcp_bytes_in += tcp.bytes_in.get();
             sum.tcp_bytes_out += tcp.bytes_out.get();
             sum.udp_datagrams_in += udp.datagrams_in.get();
@@ -548,6 +560,7 @@ impl Totals {
             udp_bytes_out,
             tcp_refused_by_access,
             udp_refused_by_access,
+            proxy_header_failures,
             timers_pending,
         } = self.summary();
         let live = live.map_or(String::new(), |live| {
@@ -562,7 +575,8 @@ impl Totals {
              {tcp_bytes_in} bytes in, {tcp_bytes_out} bytes out; \
              UDP {udp_datagrams_in} datagrams in, {udp_datagrams_out} out, \
              {udp_bytes_in} bytes in, {udp_bytes_out} bytes out; \
-             refused by access lists: {tcp_refused_by_access} tcp, {udp_refused_by_access} udp",
+             refused by access lists: {tcp_refused_by_access} tcp, {udp_refused_by_access} udp; \
+             closed without a valid PROXY header: {proxy_header_failures}",
             Uptime(now.saturating_duration_since(self.started))
         )
     }
