@@ -118,7 +118,9 @@ impl Board {
         counters(
             x,
             "inetloop_tcp_connections_closed_total",
-            "TCP connections closed, by why they ended.",
+            "TCP connections closed, by why they ended: service_done, peer_closed, shutdown, \
+             idle_timeout, send_timeout, linger_expired, peer_reset, io_error, and behind a \
+             --proxy-from balancer proxy_header (no valid header) and refused (its client).",
             tcp.iter().flat_map(|(n, kind, s)| {
                 CloseReason::ALL.iter().map(move |&why| {
                     let mut l = labels(n, *kind);
@@ -130,10 +132,12 @@ impl Board {
         counters(
             x,
             "inetloop_tcp_connections_refused_total",
-            "TCP connections turned away: closed right after accept, before any byte \
-             (access_list, max_conns_per_ip, register_failed; never counted as accepted), or \
-             by the service (greeting_timeout, line_too_long, request_timeout, head_too_large, \
-             bad_request; accepted, and closed too).",
+            "TCP connections turned away: by the plumbing right after accept, before any \
+             byte (access_list, max_conns_per_ip, register_failed; never counted as accepted, \
+             except behind a --proxy-from balancer, where the PROXY header names the client \
+             first, and proxy_header: no valid header), or by the service (greeting_timeout, \
+             line_too_long, request_timeout, head_too_large, bad_request). Those counted as \
+             accepted are counted as closed too.",
             tcp.iter().flat_map(|(n, kind, s)| {
                 let plumbing = Refused::ALL
                     .iter()

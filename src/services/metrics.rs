@@ -533,6 +533,7 @@ mod tests {
         while next == Next::Continue {
             let room = session.input_room(out_buf_probe());
             assert!(fed + room <= REQUEST_HEAD_MAX, "room {room} after {fed}");
+            assert!(room > 0, "stuck: no answer and no room after {fed} bytes");
             let take = &line[..line.len().min(room)];
             next = session.on_input(take, &mut env, &mut out);
             fed += take.len();
