@@ -961,3 +961,58 @@ fn the_time_stream_reports_tick_lateness_sessions_and_greeting_timeouts() {
     let late = s.sum("inetloop_tick_lateness_seconds_sum", &[("service", "time")]);
     assert!((0.0..1.0).contains(&late), "{late} s late in all");
 }
+
+#[test]
+fn a_page_larger_than_the_output_buffer_arrives_whole_once_the_client_reads() {
+    // Eight loops make a page of about 120 KB, twice the 64 KiB a connection may queue. With
+    // 4 KiB socket buffers on both sides and a client that does not read yet, the kernel holds
+    // a few KiB of it, the connection queues 64 KiB, and the rest must wait in the service
+    // until the queue drains.
+    let reactor = Reactor::start(&[
+        "--threads",
+        "8",
+        "--metrics",
+        "127.0.0.1:0",
+        "--sndbuf",
+        "4096",
+    ]);
+    let endpoint = reactor.addr("metrics", "tcp");
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .connect_timeout(&endpoint.into(), IO_TIMEOUT)
+        .unwrap();
+    let mut stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // Wait until the connection's queue holds output (the status line counts such sockets).
+    let mut sent = 0;
+    let queued = poll_for(IO_TIMEOUT, || {
+        sent += 1;
+        reactor.signal(libc::SIGUSR1);
+        let log = reactor.log_when("a status line per SIGUSR1", |log| {
+            log.matches("status loop 1/8").count() >= sent
+        });
+        let line = log.lines().rfind(|l| l.contains("status loop 1/8"))?;
+        line.contains(", 1 sockets with queued output,")
+            .then_some(())
+    });
+    assert!(queued.is_some(), "the page never waited in the queue");
+    let mut reader = BufReader::new(stream);
+    let page = read_response(&mut reader, false).expect("a response");
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    assert!(text.len() > 100_000, "{} bytes", text.len());
+    let last = format!(
+        "inetloop_build_info{{version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(text.ends_with(&last), "the page ends whole");
+    for n in 1..=8 {
+        assert!(text.contains(&format!("inetloop_loop_wakeups_total{{loop=\"{n}\"}}")));
+    }
+    let (ok, said) = promtool_check(text);
+    assert!(ok, "promtool: {said}");
+}

@@ -825,6 +825,11 @@ impl Handler for Connection {
         }
     }
 
+    /// Output waits in the queue (for the status line's count of sockets with queued output).
+    fn is_drained(&self) -> bool {
+        self.out.is_empty()
+    }
+
     fn describe(&self) -> String {
         let name = self.kind.name();
         match (self.phase, self.via) {
