@@ -11,7 +11,9 @@
 # Progress goes to stderr; every server's stdout/stderr and every raw loadgen line are kept in
 # bench/target/bench-logs/<time>/.
 #
-# Servers: reactor (1 thread), reactor --threads 2 ("n/a" if it has no such flag), the C epoll
+# Servers: reactor (1 thread), the same with the kernel's buffer autotuning (reactor-autotune)
+# and with its metrics endpoint on and scraped once a second (reactor-metrics),
+# reactor --threads 2 ("n/a" if it has no such flag), the C epoll
 # echo server (echo only), tokio current-thread (tokio-echo, tokio-time), and the thread-per-
 # client example (target/release/examples/03_thread_per_client, or $TPC_BIN; "n/a" if absent).
 # All traffic stays on 127.0.0.1; every run is bounded in time (the load generator's waits are
@@ -257,6 +259,11 @@ start_for() {
     # the cost of bounding each connection's kernel memory, measured side by side.
     reactor-autotune/echo) cmd=("$reactor" --time off --echo 0 --daytime off --rfc868 off
         --sndbuf 0 --rcvbuf 0 "${echo_headroom[@]}" -q) ;;
+    # The same reactor with its metrics endpoint on, scraped once a second while it serves (as a
+    # Prometheus with scrape_interval 1s would): what --metrics costs, side by side. The counters
+    # themselves are always kept, so their cost is in every reactor figure.
+    reactor-metrics/echo) cmd=("$reactor" --time off --echo 0 --daytime off --rfc868 off
+        --metrics 127.0.0.1:0 "${echo_headroom[@]}" -q) ;;
     reactor-2t/echo) cmd=("$reactor" --threads 2 --time off --echo 0 --daytime off --rfc868 off
         "${echo_headroom[@]}" -q) ;;
     reactor/time) cmd=("$reactor" --time 0 --echo off --daytime off --rfc868 off
@@ -276,16 +283,36 @@ start_for() {
     fi
     local patterns=("^listening $kind tcp ")
     [[ $name/$kind == thread-per-client/time || $kind == echo ]] || patterns+=("^listening $kind udp ")
+    [[ $name != reactor-metrics ]] || patterns+=("^listening metrics tcp ")
     start_server "$name-$kind" "${patterns[@]}" -- "${cmd[@]}" || status=$?
     if ((status == 2)) && [[ $name == reactor-2t ]]; then
         na[$name]="n/a (no --threads)"
+    elif ((status == 2)) && [[ $name == reactor-metrics ]]; then
+        na[$name]="n/a (no --metrics)"
     elif ((status)); then
         na[$name]="n/a (did not start, status $status; see ${logs#"$root"/}/$name-$kind.err)"
+    fi
+    if ((status == 0)) && [[ $name == reactor-metrics ]]; then
+        scrape_every_second "$server_pid" "$(addr_of metrics tcp)" "$logs/$name-$kind.scrapes" &
+        pids+=("$!")
     fi
     return "$status"
 }
 
-echo_servers=(reactor reactor-autotune reactor-2t c-epoll tokio thread-per-client)
+# scrape_every_second PID ADDR LOG: GET /metrics from ADDR once a second for as long as PID
+# lives (bash's /dev/tcp, no client to install); one line per scrape in LOG, with its size.
+scrape_every_second() {
+    local pid=$1 host=${2%:*} port=${2##*:} log=$3 bytes
+    while kill -0 "$pid" 2>/dev/null; do
+        bytes=$( { exec 3<>"/dev/tcp/$host/$port" &&
+            printf 'GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" >&3 &&
+            wc -c <&3; } 2>/dev/null) || bytes=failed
+        echo "$(date +%T) ${bytes:-0}" >>"$log"
+        sleep 1
+    done
+}
+
+echo_servers=(reactor reactor-autotune reactor-metrics reactor-2t c-epoll tokio thread-per-client)
 time_servers=(reactor reactor-2t tokio thread-per-client)
 declare -A R # results: R[scenario.server.field]
 
@@ -626,7 +653,7 @@ verdict() { # verdict VALUE OP LIMIT
 }
 
 targets() {
-    local r_c r_t cpu_c sys ticks_ok threads_r buf_pp buf_st
+    local r_c r_t cpu_c sys ticks_ok threads_r buf_pp buf_st metrics_pp
     r_c=$(calc "${R[pp.reactor.rate]:-@} / ${R[pp.c-epoll.rate]:-@}")
     r_t=$(calc "${R[pp.reactor.rate]:-@} / ${R[pp.tokio.rate]:-@}")
     cpu_c=$(calc "${R[pp.reactor.us_per_msg]:-@} / ${R[pp.c-epoll.us_per_msg]:-@}")
@@ -635,6 +662,7 @@ targets() {
     threads_r=$(calc "${R[pp.reactor-2t.rate]:-@} / ${R[pp.reactor.rate]:-@}")
     buf_pp=$(calc "${R[pp.reactor.rate]:-@} / ${R[pp.reactor-autotune.rate]:-@}")
     buf_st=$(calc "${R[st.reactor.mbs]:-@} / ${R[st.reactor-autotune.mbs]:-@}")
+    metrics_pp=$(calc "${R[pp.reactor-metrics.rate]:-@} / ${R[pp.reactor.rate]:-@}")
     echo
     echo "### Targets (reactor, this run$( ((quick)) && echo ", --quick: smaller loads than the targets assume"))"
     echo
@@ -650,6 +678,7 @@ targets() {
     echo "| idle: 0 wakeups/s (fresh / after load) | $(fmt 1 "$(calc "${R[idle.fresh.epoll]:-@} / $idle_secs")") / $(fmt 1 "$(calc "${R[idle.after-load.epoll]:-@} / $idle_secs")") | $(verdict "$(calc "${R[idle.fresh.epoll]:-@} + ${R[idle.after-load.epoll]:-@}")" '==' 0) |"
     echo "| bounded socket buffers vs autotuning, ping-pong msgs/s ≥ 0.95× | $(fmt 3 "$buf_pp")× | $(verdict "$buf_pp" '>=' 0.95) |"
     echo "| bounded socket buffers vs autotuning, streaming MB/s ≥ 0.95× | $(fmt 3 "$buf_st")× | $(verdict "$buf_st" '>=' 0.95) |"
+    echo "| --metrics on (scraped each second) vs off, ping-pong msgs/s ≥ 0.98× | ${na[reactor-metrics]:-$(fmt 3 "$metrics_pp")×} | $(verdict "$metrics_pp" '>=' 0.98) |"
     echo "| --threads 2 vs 1, ping-pong msgs/s | ${na[reactor-2t]:-$(fmt 2 "$threads_r")×} | info |"
 }
 

@@ -1,8 +1,9 @@
 //! inetloop: a readiness-loop network server and its clients.
 //!
 //! One thread and one `mio::Poll` serve a time stream, echo (RFC 862), daytime (RFC 867) and
-//! time (RFC 868), each on TCP and UDP. The crate is written to be read: each module opens by
-//! saying what it is for and which system calls it causes.
+//! time (RFC 868), each on TCP and UDP, and, with `--metrics`, an HTTP endpoint for the
+//! counters the loop keeps. The crate is written to be read: each module opens by saying what
+//! it is for and which system calls it causes.
 //!
 //! # Layout
 //!
@@ -17,7 +18,11 @@
 //! - `server/` — everything that owns a socket and knows `mio`:
 //!   - `reactor` — the loop: poll, one `match` to find an entry's handler, replay, timers.
 //!   - `handler` — the one shape every slab entry answers (`Handler`), the `Context` it gets,
-//!     and the loop's `Shared` state (with its `Totals`, the counters since start).
+//!     and the loop's `Shared` state.
+//!   - `totals` — `Totals`, each loop's counters since start (Relaxed atomics with one writer,
+//!     readable from any thread), and the status line drawn from them.
+//!   - `metrics` — the `Board` of every loop's counters, drawn as the pages of the metrics
+//!     endpoint (`/metrics`, `/`); `exposition` — the Prometheus text format 0.0.4.
 //!   - `listener` — accept until `WouldBlock`, a limit or a budget; pause on `EMFILE`.
 //!   - `connection` — TCP plumbing: read until `WouldBlock`, bounded output, interest, FIN,
 //!     linger, idle timeout; bytes counted, one log line per connection; the PROXY header
@@ -35,8 +40,11 @@
 //!   - `config` — the `reactor` command line: flags, defaults, ranges.
 //! - `services/` — the protocols, state machines that never touch a socket:
 //!   - `contract` — the door: `TcpService`, `UdpService`, `Env`, `Next`, `Output`, `Outbox`,
-//!     `TimerTag`, `ServiceSettings`. Imports nothing of the loop.
-//!   - `time_stream`, `echo`, `daytime`, `rfc868` — one file a protocol, TCP and UDP.
+//!     `TimerTag`, `ServiceSettings`, and for the metrics `Observation` (what a service reports
+//!     through `Env::observe`) and `Pages` (what `Env::render` draws). Imports nothing of the
+//!     loop.
+//!   - `time_stream`, `echo`, `daytime`, `rfc868` — one file a protocol, TCP and UDP;
+//!     `metrics` — the metrics endpoint, HTTP/1.1 over TCP (requests parsed with `httparse`).
 //!   - `output` (bounded output written straight through), `line` (capped line reader),
 //!     `clock` (wall-clock text, formatted once per second) — what the protocols share.
 //! - `client/` — `endpoint` (the lab's blocking `Endpoint` with timeouts), `cli` (the clients'
