@@ -279,7 +279,9 @@ impl Reactor {
         let before = Instant::now();
         let turns = &self.shared.totals.turns;
         if let Some(woke) = self.woke {
-            turns.work_nanos.add(nanos(before - woke));
+            turns
+                .work_nanos
+                .add(nanos(before.saturating_duration_since(woke)));
         }
         let timeout = self.poll_timeout(before);
         let replay = std::mem::take(&mut self.replay);
@@ -292,7 +294,9 @@ impl Reactor {
         self.shared.now = Instant::now();
         self.woke = Some(self.shared.now);
         let turns = &self.shared.totals.turns;
-        turns.poll_nanos.add(nanos(self.shared.now - before));
+        turns
+            .poll_nanos
+            .add(nanos(self.shared.now.saturating_duration_since(before)));
         turns.replays.add(replay.len() as u64);
         let mut handled = 0;
         for event in events.iter() {
