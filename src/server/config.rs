@@ -11,6 +11,7 @@ use std::time::Duration;
 use log::LevelFilter;
 
 use super::access::{AccessList, Action, Cidr, parse_cidr, parse_rule};
+use super::trace::TraceMode;
 use crate::services::ServiceKind;
 use crate::services::contract::ServiceSettings;
 
@@ -57,7 +58,12 @@ level; UDP lines at most 50 a second per socket, then one line with the count):
                            offset, 2026-11-25T23:55:01.123+00:00     (default local)
   --log-deps               also log the lines of the libraries this server uses
                            (mio, ...); by default only its own lines are logged
-  --trace-events           log every readiness event and what was done about it
+  --trace-events[=compact|json]
+                           narrate the loop on stderr: each wakeup (how long it
+                           slept, why that timeout), each event in words, each
+                           read/write/FIN/close, each timer by name; 'compact':
+                           one terse line per event; 'json': one JSON object
+                           per line, for scripts/timeline.sh         (default off)
 
 Limits (counts up to 10000000; durations up to 86400000 ms, a day):
   --max-conns N            open TCP connections, all services; when full, new
@@ -148,8 +154,8 @@ pub struct Settings {
     /// start with a PROXY protocol header, whose client is then the connection's peer. Empty =
     /// no PROXY header is ever read.
     pub proxy_from: Vec<Cidr>,
-    /// Log each readiness event and each action (`--trace-events`).
-    pub trace_events: bool,
+    /// Narrate each wakeup, event, action and timer (`--trace-events[=compact|json]`).
+    pub trace: TraceMode,
 }
 
 impl Default for Settings {
@@ -165,7 +171,7 @@ impl Default for Settings {
             udp_rate_per_ip: 100,
             access: AccessList::default(),
             proxy_from: Vec::new(),
-            trace_events: false,
+            trace: TraceMode::Off,
         }
     }
 }
@@ -265,7 +271,9 @@ impl std::fmt::Display for UsageError {
 }
 
 /// Parses the arguments after the program name.
-pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
+pub fn parse_args(mut args: Vec<OsString>) -> Result<Command, UsageError> {
+    // Taken out first: pico-args does not read `--flag=value`. Its error waits for --help.
+    let trace = trace_mode(&mut args);
     let mut args = pico_args::Arguments::from_vec(args);
     if args.contains(["-h", "--help"]) {
         return Ok(Command::Help);
@@ -273,6 +281,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
     if args.contains(["-V", "--version"]) {
         return Ok(Command::Version);
     }
+    let trace = trace?;
     let defaults = Settings::default();
     let mut bind = repeated(&mut args, "--bind", parse_bind_target)?;
     if bind.is_empty() {
@@ -333,7 +342,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
         )?,
         access: access_list(&mut args)?,
         proxy_from: repeated(&mut args, "--proxy-from", parse_cidr)?,
-        trace_events: args.contains("--trace-events"),
+        trace,
     };
 
     let mut verbosity = 0i32;
@@ -369,6 +378,25 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
         log_time,
         log_deps,
     })))
+}
+
+/// `--trace-events`, `--trace-events=compact` or `--trace-events=json`, removed from `args`
+/// (once: a second one is left for the "unexpected argument" check).
+fn trace_mode(args: &mut Vec<OsString>) -> Result<TraceMode, UsageError> {
+    const FLAG: &str = "--trace-events";
+    let found = args.iter().position(|arg| {
+        arg.to_str()
+            .is_some_and(|arg| arg == FLAG || arg.starts_with("--trace-events="))
+    });
+    let Some(index) = found else {
+        return Ok(TraceMode::Off);
+    };
+    let arg = args.remove(index);
+    let value = arg
+        .to_str()
+        .and_then(|arg| arg.strip_prefix(FLAG))
+        .and_then(|rest| rest.strip_prefix('='));
+    TraceMode::parse(value).map_err(|e| UsageError(format!("{FLAG}: {e}")))
 }
 
 /// An optional `--flag VALUE`, with the flag named in any error.

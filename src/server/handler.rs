@@ -30,6 +30,7 @@ use super::per_source::ConnectionsBySource;
 use super::rate_limit::RateLimiter;
 use super::readiness::{Readiness, Verdict};
 use super::timer::{Tag, TimerHeap};
+use super::trace::{Act, Tracer};
 use crate::services::ServiceKind;
 use crate::services::clock::WallClock;
 use crate::services::contract::{Env, TimerTag, Timers};
@@ -62,6 +63,11 @@ pub trait Handler {
     }
     /// What this entry is, for logs and traces, e.g. `echo tcp 127.0.0.1:5123`.
     fn describe(&self) -> String;
+    /// What to call one of this entry's timers in `--trace-events`: `tick 3/5`, `idle
+    /// timeout`, `linger`. Called only while tracing.
+    fn describe_timer(&self, tag: Tag) -> String {
+        tag.to_string()
+    }
 }
 
 /// A connection just accepted, waiting for the reactor to file it under a token.
@@ -145,12 +151,16 @@ pub struct Shared {
     pub proxy_log: RefusalLog,
     /// Counters since the loop started.
     pub totals: Totals,
+    /// `--trace-events`: off, or the loop's narrator.
+    pub trace: Tracer,
 }
 
 impl Shared {
     pub fn new(settings: Settings) -> Self {
+        let now = Instant::now();
         Shared {
-            now: Instant::now(),
+            now,
+            trace: Tracer::new(settings.trace, now),
             udp_in: RateLimiter::new(settings.udp_rate_per_ip),
             udp_out: RateLimiter::new(settings.udp_rate_per_ip),
             settings,
@@ -185,11 +195,7 @@ impl Shared {
         self.refused_by_access.add(proto);
         let ip = canonical(peer.ip());
         let (service, transport) = (kind.name(), proto.name());
-        trace_event!(
-            self.settings.trace_events,
-            "{}: refused {peer} ({why})",
-            KeyLabel(owner.0)
-        );
+        trace_event!(self.trace, owner, Act::Refused { peer, why: &why });
         self.report_access_refusals();
         match self.refusal_log.refused((ip, kind, proto), self.now) {
             Note::Line => warn!(
@@ -310,11 +316,6 @@ impl Context<'_> {
     /// The token as `#slot.generation`, for log lines.
     pub fn label(&self) -> KeyLabel {
         KeyLabel(self.token.0)
-    }
-
-    /// Whether `--trace-events` is on.
-    pub fn tracing(&self) -> bool {
-        self.shared.settings.trace_events
     }
 
     /// Whether the access list lets `peer` use `kind` over `proto`. A refusal is counted, named

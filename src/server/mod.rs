@@ -15,4 +15,5 @@ pub mod rate_limit;
 pub mod reactor;
 pub mod readiness;
 pub mod timer;
+pub mod trace;
 pub mod udp;
