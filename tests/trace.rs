@@ -55,13 +55,28 @@ fn assert_in_order(lines: &[&str], expected: &[&dyn Fn(&str) -> bool], names: &[
     }
 }
 
-/// Every wakeup is numbered one more than the last, and time never runs backwards.
+/// Trace lines are printed bare, never as the message of a dated log line.
+fn assert_bare(log: &str) {
+    for line in log.lines() {
+        if let Some((_, message)) = line.split_once("] ") {
+            assert!(
+                !message.starts_with('+') && !message.starts_with('{'),
+                "a trace line went through the dated log: {line:?}"
+            );
+        }
+    }
+}
+
+/// Every wakeup is numbered one more than the last, time never runs backwards, and every line
+/// says something.
 fn assert_well_ordered(log: &str) {
+    assert_bare(log);
     let lines = trace_lines(log);
     assert!(!lines.is_empty(), "no trace line in:\n{log}");
     let mut last_time = 0;
     let mut last_wakeup = 0;
     for (time, text) in lines {
+        assert!(!text.trim().is_empty(), "an empty trace line");
         assert!(time >= last_time, "time ran backwards at {text:?}");
         last_time = time;
         if let Some(rest) = text.strip_prefix("wakeup #") {
@@ -296,6 +311,7 @@ fn json_lines_are_objects_with_the_keys_of_their_kind_and_stdout_stays_clean() {
             );
         }
     }
+    assert_bare(&log);
     assert!(records.len() > 10, "{} records:\n{log}", records.len());
     let (mut last_time, mut last_wakeup) = (0, 0);
     for (record, line) in &records {
@@ -373,6 +389,7 @@ fn the_compact_form_keeps_the_flags_of_old() {
     let log = reactor.log_when("the drained socket is traced", |log| {
         log.contains(": recv → WouldBlock: drained")
     });
+    assert_well_ordered(&log);
     let lines: Vec<&str> = trace_lines(&log).into_iter().map(|(_, t)| t).collect();
     let label = lines
         .iter()
