@@ -13,6 +13,7 @@ the trace on hover. Standard library only.
 
 import html
 import json
+import os
 import re
 import sys
 
@@ -413,7 +414,7 @@ def main():
         return 1
     values = {
         "DATA": embed(records),
-        "SOURCE": html.escape("stdin" if source == "-" else source),
+        "SOURCE": html.escape("stdin" if source == "-" else os.path.basename(source)),
     }
     # One pass, so nothing inserted is ever scanned for a placeholder again.
     sys.stdout.write(re.sub(r"__(DATA|SOURCE)__", lambda m: values[m.group(1)], PAGE))
