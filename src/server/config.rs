@@ -616,6 +616,40 @@ mod tests {
     }
 
     #[test]
+    fn trace_events_takes_an_optional_form_after_an_equals_sign() {
+        assert_eq!(run_config(&[]).settings.trace, TraceMode::Off);
+        for (arg, mode) in [
+            ("--trace-events", TraceMode::Words),
+            ("--trace-events=words", TraceMode::Words),
+            ("--trace-events=compact", TraceMode::Compact),
+            ("--trace-events=json", TraceMode::Json),
+        ] {
+            assert_eq!(run_config(&["--ticks", "2", arg]).settings.trace, mode);
+        }
+        let error = |args: &[&str]| match parse(args) {
+            Err(UsageError(message)) => message,
+            other => panic!("{args:?} gave {other:?}"),
+        };
+        assert_eq!(
+            error(&["--trace-events=xml"]),
+            "--trace-events: 'xml' is not a trace form (words, compact or json)"
+        );
+        assert_eq!(
+            error(&["--trace-events", "--trace-events=json"]),
+            "unexpected argument '--trace-events=json' (see --help)"
+        );
+        // The form is joined by `=`: a separate word is an argument of its own.
+        assert_eq!(
+            error(&["--trace-events", "json"]),
+            "unexpected argument 'json' (see --help)"
+        );
+        assert!(matches!(
+            parse(&["--trace-events=xml", "--help"]),
+            Ok(Command::Help)
+        ));
+    }
+
+    #[test]
     fn defaults_follow_the_protocol_document() {
         let config = run_config(&[]);
         assert_eq!(

@@ -58,7 +58,7 @@ use super::listen::Proto;
 use super::proxy_header::{HeaderReader, PROXY_HEADER_MAX, Progress};
 use super::readiness::{Readiness, Verdict};
 use super::timer::Tag;
-use super::trace::Act;
+use super::trace::{Act, Tracer};
 use crate::nonblocking::{interrupted, would_block};
 use crate::services::ServiceKind;
 use crate::services::contract::{Env, Next, OutBuf, Output, TcpService};
@@ -403,32 +403,50 @@ impl Connection {
         let mut out = Output::new(&mut self.out, Some(&mut self.stream));
         let next = shared.with_env(token, |env| call(service, env, &mut out));
         let (written, error) = out.finish();
+        if shared.trace.on() {
+            self.trace_output(shared.trace, token, written, queued_before, error.is_some());
+        }
         if written > 0 {
-            trace_event!(shared.trace, token, Act::Wrote(written));
             self.last_activity = shared.now;
             self.count_out(written, shared);
-        }
-        let (pending, queued) = (self.out.len(), self.out.len() - queued_before);
-        if queued > 0 && error.is_none() {
-            // The socket took part (or none) of it: the rest waits for WRITABLE.
-            if queued_before == 0 {
-                trace_event!(shared.trace, token, Act::WriteBlocked { pending });
-            } else {
-                trace_event!(
-                    shared.trace,
-                    token,
-                    Act::Queued {
-                        bytes: queued,
-                        pending
-                    }
-                );
-            }
         }
         if next == Next::Close {
             self.phase = Phase::Closing;
             self.ending(done);
         }
         error.map_or(Ok(()), Err)
+    }
+
+    /// Traces a service's output (`--trace-events`): what went straight to the socket, and
+    /// what stayed queued — because the socket said `WouldBlock`, or behind output already
+    /// waiting (no `write` then). Nothing more if a write failed: the connection closes.
+    fn trace_output(
+        &self,
+        trace: Tracer,
+        token: Token,
+        written: usize,
+        queued_before: usize,
+        failed: bool,
+    ) {
+        if written > 0 {
+            trace.action(token, Act::Wrote(written));
+        }
+        let pending = self.out.len();
+        let queued = pending.saturating_sub(queued_before);
+        if queued == 0 || failed {
+            return;
+        }
+        if queued_before == 0 {
+            trace.action(token, Act::WriteBlocked { pending });
+        } else {
+            trace.action(
+                token,
+                Act::Queued {
+                    bytes: queued,
+                    pending,
+                },
+            );
+        }
     }
 
     /// Records why the connection ends: the first reason, unless a later one says what cut it
@@ -662,12 +680,14 @@ impl Connection {
         }
         let (flushed, written) = self.out.write_to(&mut self.stream)?;
         let (trace, token) = (cx.shared.trace, cx.token);
-        if written > 0 {
-            trace_event!(trace, token, Act::Wrote(written));
-        }
-        if flushed == Flushed::Blocked {
-            let pending = self.out.len();
-            trace_event!(trace, token, Act::WriteBlocked { pending });
+        if trace.on() {
+            if written > 0 {
+                trace.action(token, Act::Wrote(written));
+            }
+            if flushed == Flushed::Blocked {
+                let pending = self.out.len();
+                trace.action(token, Act::WriteBlocked { pending });
+            }
         }
         if written > 0 {
             self.last_activity = cx.shared.now;
