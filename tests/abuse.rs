@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{Reactor, assert_daytime_line, assert_tick, greeted_tcp, greeted_udp, tcp};
+use common::{Reactor, assert_daytime_line, assert_tick, greeted_tcp, greeted_udp, tcp, tcp_from};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -43,30 +43,6 @@ fn serial() -> MutexGuard<'static, ()> {
 
 fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
-}
-
-/// A TCP connection to `addr` from `source` (port chosen by the OS), with 10 s timeouts.
-fn tcp_from(source: IpAddr, addr: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )
-    .expect("tcp socket");
-    socket
-        .bind(&SocketAddr::new(source, 0).into())
-        .unwrap_or_else(|e| panic!("bind {source}:0: {e}"));
-    socket
-        .connect_timeout(&addr.into(), Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect {source} -> {addr}: {e}"));
-    let stream = TcpStream::from(socket);
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
 }
 
 /// A UDP socket bound to `source` (port chosen by the OS), non-blocking.

@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Reactor, assert_daytime_line};
+use common::{Reactor, assert_daytime_line, tcp_from};
 
 /// How long a test waits for bytes it expects; a refusal never waits for this (EOF is
 /// immediate), only a broken server makes a test wait it out.
@@ -40,26 +40,6 @@ fn v4(d: u8) -> IpAddr {
 /// 127.0.1.1: outside every rule of [`OVERLAPPING`].
 fn unlisted() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1))
-}
-
-/// A TCP connection to `addr` from `source` (port chosen by the OS), with timeouts.
-fn tcp_from(source: IpAddr, addr: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )
-    .expect("tcp socket");
-    socket
-        .bind(&SocketAddr::new(source, 0).into())
-        .unwrap_or_else(|e| panic!("bind {source}:0: {e}"));
-    socket
-        .connect_timeout(&addr.into(), WAIT)
-        .unwrap_or_else(|e| panic!("connect {source} -> {addr}: {e}"));
-    let stream = TcpStream::from(socket);
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    stream.set_write_timeout(Some(WAIT)).unwrap();
-    stream
 }
 
 /// What a TCP client saw: every byte until the server closed, or how it failed.

@@ -14,14 +14,14 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{IO_TIMEOUT, Reactor, assert_tick, poll_for};
+use common::{IO_TIMEOUT, Reactor, assert_tick, free_port, need, poll_for};
 
 /// Where clients come from: not the balancer's address, so only a PROXY header can tell it.
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 7));
@@ -44,18 +44,6 @@ fn backend() -> Reactor {
         "--interval-ms",
         "100",
     ])
-}
-
-/// The path of `tool`, or a failure that says how to install it.
-fn need(tool: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(tool))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!("this test needs `{tool}`: apt-get update && apt-get install -y {package}")
-        })
 }
 
 /// nginx's stream module, as Debian installs it.
@@ -81,17 +69,6 @@ fn stream_module() -> PathBuf {
                 "this test needs nginx's stream module: apt-get update && apt-get install -y libnginx-mod-stream"
             )
         })
-}
-
-/// A loopback port that was free for TCP and UDP a moment ago.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// A sample configuration from `contrib/`, its placeholders replaced; fails if one is left.

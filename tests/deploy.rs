@@ -6,37 +6,16 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{IO_TIMEOUT, assert_daytime_line, assert_rfc868_now, assert_tick, poll_for};
+use common::{
+    IO_TIMEOUT, assert_daytime_line, assert_rfc868_now, assert_tick, free_port, need, poll_for,
+};
 use inetloop::server::privileges;
-
-/// Fails, saying how to install it, when `tool` is missing.
-fn need(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    assert!(
-        found,
-        "this test needs `{tool}`: apt-get update && apt-get install -y {package}"
-    );
-}
-
-/// A port that was free a moment ago, on TCP and UDP.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// A process under test: its stdout lines arrive on a channel, stderr goes to a file.
 struct Process {
@@ -428,4 +407,49 @@ fn ipv4_peers_of_a_passed_dual_stack_socket_are_matched_as_ipv4_by_the_access_li
         "logged as the IPv4 address it is:\n{log}"
     );
     assert!(reactor.stop().success(), "{}", reactor.log());
+}
+
+#[test]
+fn under_type_notify_it_says_ready_once_its_sockets_are_bound() {
+    let dir = std::env::temp_dir().join(format!("inetloop-notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify.sock");
+    let supervisor = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    supervisor.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reactor"))
+        .args([
+            "--time",
+            "0",
+            "--echo",
+            "off",
+            "--daytime",
+            "off",
+            "--rfc868",
+            "off",
+        ])
+        .env("NOTIFY_SOCKET", &path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = supervisor
+        .recv(&mut buf)
+        .expect("READY=1 within the timeout");
+    let said = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // By then the sockets are bound and announced: the listening line is already there.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(said.lines().any(|l| l == "READY=1"), "{said:?}");
+    assert!(
+        first.starts_with("listening time tcp 127.0.0.1:"),
+        "{first:?}"
+    );
 }

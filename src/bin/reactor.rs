@@ -80,6 +80,11 @@ fn serve(config: Config, listen: &Listen) -> Result<(), String> {
     // The stdout contract: one line per bound socket, flushed before any client is served.
     // With --threads every loop has the same sockets; they are announced once.
     announce(loops.first().map(Reactor::bound).unwrap_or_default());
+    match activation::notify_ready(listen) {
+        Ok(true) => info!("told the supervisor we are ready (sd_notify READY=1)"),
+        Ok(false) => {}
+        Err(e) => warn!("{e}; serving anyway"),
+    }
     info!(
         "serving with {} event loop(s); SIGINT, SIGTERM or SIGHUP stops",
         loops.len()

@@ -17,6 +17,10 @@
 //! the command line. With passed sockets the server binds nothing itself — every service is
 //! served on exactly the sockets it was given, so nothing is ever bound twice. The variables
 //! are removed from the environment once read, so no child inherits them.
+//!
+//! Readiness (`sd_notify(3)`): when started with `NOTIFY_SOCKET` (a unit with `Type=notify`),
+//! the server sends `READY=1` to that Unix datagram socket once every socket is bound and the
+//! `listening` lines are out, so the supervisor knows the service is up — not merely started.
 
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, RawFd};
@@ -45,6 +49,8 @@ pub struct Listen {
     pub pid: Option<String>,
     pub fds: Option<String>,
     pub names: Option<String>,
+    /// `NOTIFY_SOCKET`: where to say `READY=1` (a path, or `@name` in the abstract namespace).
+    pub notify: Option<String>,
 }
 
 impl Listen {
@@ -58,8 +64,14 @@ impl Listen {
             pid: read("LISTEN_PID"),
             fds: read("LISTEN_FDS"),
             names: read("LISTEN_FDNAMES"),
+            notify: read("NOTIFY_SOCKET"),
         };
-        for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        for name in [
+            "LISTEN_PID",
+            "LISTEN_FDS",
+            "LISTEN_FDNAMES",
+            "NOTIFY_SOCKET",
+        ] {
             // SAFETY: called at the top of `main`, before any other thread exists, so no
             // other thread can be reading the environment.
             unsafe { std::env::remove_var(name) };
@@ -94,6 +106,31 @@ impl Listen {
             })
             .collect())
     }
+}
+
+/// Tells the supervisor the server is ready (`READY=1` on `NOTIFY_SOCKET`), if it asked.
+/// One datagram on a Unix socket; a failure is the supervisor's problem, not a reason to stop
+/// serving, so it is returned for a log line.
+pub fn notify_ready(listen: &Listen) -> Result<bool, String> {
+    let Some(target) = listen.notify.as_deref() else {
+        return Ok(false);
+    };
+    let message = b"READY=1\nSTATUS=serving\n";
+    let socket =
+        std::os::unix::net::UnixDatagram::unbound().map_err(|e| format!("NOTIFY_SOCKET: {e}"))?;
+    let sent = match target.strip_prefix('@') {
+        #[cfg(target_os = "linux")]
+        Some(abstract_name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())
+                .and_then(|addr| socket.send_to_addr(message, &addr))
+        }
+        #[cfg(not(target_os = "linux"))]
+        Some(_) => Err(std::io::ErrorKind::Unsupported.into()),
+        None => socket.send_to(message, target),
+    };
+    sent.map(|_| true)
+        .map_err(|e| format!("NOTIFY_SOCKET={target:?}: {e}"))
 }
 
 /// Takes over every passed descriptor and matches it to a service: by name, or else by port
@@ -194,6 +231,7 @@ mod tests {
             pid: Some(pid.into()),
             fds: Some(fds.into()),
             names: names.map(Into::into),
+            notify: None,
         }
     }
 

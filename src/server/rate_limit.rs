@@ -26,6 +26,9 @@ use crate::source::Source;
 
 /// Sources tracked at once per budget (a few MiB at most, and only under such a flood).
 pub const TABLE_LIMIT: usize = 65_536;
+/// New episodes reported per second, all sources together: a flood from (or aimed at) many
+/// forged addresses starts an episode for each of them, and the log must stay readable.
+pub const REPORTS_PER_SECOND: u32 = 10;
 /// After a sweep of a full table freed nothing, how long before the next one (a sweep walks the
 /// whole table; doing it for every datagram of a flood would cost more than the flood).
 const SWEEP_PAUSE: Duration = Duration::from_millis(100);
@@ -37,7 +40,9 @@ struct Bucket {
     tokens: f64,
     /// When `tokens` was last brought up to date.
     updated: Instant,
-    /// Whether running dry was logged in this episode (log once, not per datagram).
+    /// Whether running dry was reported in this episode. The episode ends when the bucket is
+    /// full again (a second within budget), not at the next datagram that fits: under a steady
+    /// flood a token comes back every 1/rate s, and each would otherwise start a new episode.
     logged: bool,
 }
 
@@ -61,6 +66,8 @@ pub struct RateLimiter {
     next_sweep: Option<Instant>,
     /// Whether refusing new sources for a full table was reported in this episode.
     full_logged: bool,
+    /// The second reports are being counted in, and how many were made in it.
+    reports: (Option<Instant>, u32),
 }
 
 impl RateLimiter {
@@ -70,6 +77,7 @@ impl RateLimiter {
             buckets: HashMap::new(),
             next_sweep: None,
             full_logged: false,
+            reports: (None, 0),
         }
     }
 
@@ -93,15 +101,17 @@ impl RateLimiter {
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
         bucket.updated = now;
+        if bucket.tokens >= rate {
+            bucket.logged = false; // a whole second within budget: the episode is over
+        }
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
-            bucket.logged = false;
-            Admission::Allowed
-        } else {
-            let first = !bucket.logged;
-            bucket.logged = true;
-            Admission::Refused { first }
+            return Admission::Allowed;
         }
+        let new_episode = !bucket.logged;
+        bucket.logged = true;
+        let first = new_episode && self.may_report(now);
+        Admission::Refused { first }
     }
 
     /// Whether a new source can be tracked: below the limit, or after forgetting the sources
@@ -122,6 +132,17 @@ impl RateLimiter {
             self.full_logged = false;
         }
         room
+    }
+
+    /// Whether one more new episode may be reported this second ([`REPORTS_PER_SECOND`]).
+    fn may_report(&mut self, now: Instant) -> bool {
+        let (since, count) = &mut self.reports;
+        if since.is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1)) {
+            *since = Some(now);
+            *count = 0;
+        }
+        *count += 1;
+        *count <= REPORTS_PER_SECOND
     }
 
     /// Sources tracked right now.
@@ -214,6 +235,51 @@ mod tests {
         let later = start + Duration::from_secs(1);
         assert_eq!(limiter.check(newcomer, later), Admission::Allowed);
         assert_eq!(limiter.tracked(), 1);
+    }
+
+    #[test]
+    fn a_steady_flood_is_one_episode_reported_once_and_many_sources_do_not_flood_the_log() {
+        let mut limiter = RateLimiter::new(100);
+        let start = Instant::now();
+        let victim: IpAddr = "192.0.2.1".parse().unwrap();
+        // 50 sessions ticking every 20 ms aimed at one victim: 2,500 datagrams a second.
+        let mut reports = 0;
+        let mut allowed = 0;
+        for ms in 0..3000u64 {
+            let now = start + Duration::from_millis(ms);
+            for _ in 0..(if ms % 20 == 0 { 50 } else { 0 }) {
+                match limiter.check(victim, now) {
+                    Admission::Allowed => allowed += 1,
+                    Admission::Refused { first } => reports += usize::from(first),
+                }
+            }
+        }
+        assert_eq!(reports, 1, "one episode, reported once");
+        assert!(
+            (390..=410).contains(&allowed),
+            "{allowed} sent in 3 s: a burst of 100, then 100/s"
+        );
+        // Quiet for a second: the episode is over, the next one is reported again.
+        let later = start + Duration::from_secs(5);
+        for _ in 0..100 {
+            assert_eq!(limiter.check(victim, later), Admission::Allowed);
+        }
+        assert_eq!(
+            limiter.check(victim, later),
+            Admission::Refused { first: true }
+        );
+
+        // A thousand sources running dry in the same second: at most REPORTS_PER_SECOND lines.
+        let mut many = RateLimiter::new(1);
+        let now = Instant::now();
+        let reported = (0..1000u32)
+            .filter(|n| {
+                let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n));
+                many.check(ip, now);
+                many.check(ip, now) == Admission::Refused { first: true }
+            })
+            .count();
+        assert_eq!(reported, REPORTS_PER_SECOND as usize);
     }
 
     #[test]

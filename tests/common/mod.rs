@@ -472,3 +472,48 @@ pub fn run(program: &str, args: &[&str], stdin: &[u8]) -> Output {
     let _ = watchdog.join();
     output
 }
+
+/// The path of `tool` (searched in `PATH`, then `/usr/sbin`, `/sbin`); fails, saying how to
+/// install it, when it is missing — a test that needs a real program never passes without it.
+pub fn need(tool: &str, package: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!("this test needs `{tool}`: apt-get update && apt-get install -y {package}")
+        })
+}
+
+/// A loopback port that was free for TCP and UDP a moment ago.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A TCP connection to `addr` from `source` (a loopback address of the test's choosing, port
+/// chosen by the OS), with a 5 s connect timeout and `IO_TIMEOUT` on reads and writes.
+pub fn tcp_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("tcp socket");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .unwrap_or_else(|e| panic!("bind {source}:0: {e}"));
+    socket
+        .connect_timeout(&addr.into(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {source} -> {addr}: {e}"));
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
