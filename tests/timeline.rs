@@ -28,17 +28,7 @@ fn out_dir(name: &str) -> PathBuf {
 
 /// The Chromium binary, or a failure that says how to install it.
 fn chromium() -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("chromium"))
-            .find(|candidate| candidate.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "chromium is not installed, and tests/timeline.rs draws the trace in a real \
-             browser: apt-get install -y chromium"
-        )
-    })
+    common::need("chromium", "chromium")
 }
 
 /// What one headless Chromium run left: stdout (the DOM with `--dump-dom`) and stderr (its
