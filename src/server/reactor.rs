@@ -15,6 +15,10 @@
 //!
 //! Every handler answers the same calls with a [`Verdict`] (`handler.rs`); the plumbing lives
 //! in `listener.rs`, `connection.rs` (TCP) and `udp.rs` (UDP), the protocols in `services/`.
+//!
+//! With `--trace-events` the loop narrates each turn (`trace.rs`): the wakeup — how long it
+//! slept and why that timeout (`Wait`: the next timer, named by its owner, a replay, the
+//! accept retry, the shutdown, or nothing due) — then every event, action and timer.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
