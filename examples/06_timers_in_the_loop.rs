@@ -13,7 +13,9 @@
 //! comes up (lazy cancelling — the slab slot may belong to another session by then).
 //!
 //! Each wakeup is logged on stderr with its reason: `wakeup: 1 event(s) after 99.6ms (timeout
-//! Some(198.9ms))`, or `wakeup: timeout after 100.2ms (timeout Some(99.6ms))`.
+//! Some(198.9ms))`, or `wakeup: timeout after 100.2ms (timeout Some(99.6ms))`. The full
+//! reactor says the same with each timer's name: `reactor --trace-events` prints `wakeup #3
+//! after 100.14 ms: no events, timeout was 99.84 ms (next timer: tick 2/2 of #4.5)`.
 //!
 //! **Syscalls** (seen with `strace -f -e trace=network,epoll_wait,epoll_ctl`):
 //! - start: `epoll_create1`, `socket(…SOCK_NONBLOCK)`, `setsockopt(SO_REUSEADDR)`, `bind`,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A scripted tour of the project: the reactor on free ports, each client against it, real
 # third-party tools where installed, the HTTP client against python's http.server, a look at
-# what the loop saw (--trace-events), and a graceful stop.
+# what the loop saw (--trace-events=json: one session's lines in words, and the whole run drawn
+# as a timeline page, target/demo/timeline.html), and a graceful stop.
 #
 #   scripts/demo.sh            the tour, with sessions slow enough to watch
 #   scripts/demo.sh --quick    the same in a few seconds (CI runs this; it must exit 0)
@@ -36,9 +37,9 @@ cleanup() {
 trap cleanup EXIT
 
 step "Start the reactor: every service on a port the OS chooses (port 0)"
-printf '$ %s\n' >&2 "$bin/reactor --time 0 --echo 0 --daytime 0 --rfc868 0 --ticks $ticks --interval-ms $interval_ms --trace-events"
+printf '$ %s\n' >&2 "$bin/reactor --time 0 --echo 0 --daytime 0 --rfc868 0 --ticks $ticks --interval-ms $interval_ms --trace-events=json"
 "$bin/reactor" --time 0 --echo 0 --daytime 0 --rfc868 0 --ticks "$ticks" \
-    --interval-ms "$interval_ms" --trace-events >"$work/listening" 2>"$work/reactor.log" &
+    --interval-ms "$interval_ms" --trace-events=json >"$work/listening" 2>"$work/reactor.log" &
 reactor_pid=$!
 for _ in $(seq 100); do
     [ "$(wc -l <"$work/listening")" -ge 8 ] && break
@@ -98,10 +99,29 @@ else
     echo "(python3 not installed)"
 fi
 
-step "What the loop saw: --trace-events for the first TCP time session"
-# Its token, e.g. #9.12 (slab slot 9, generation 12), is on the line that accepted it.
-label=$(sed -n 's/.*\] \(#[0-9.]*\): accepted time tcp.*/\1/p' "$work/reactor.log" | head -1)
-grep -F "] $label:" "$work/reactor.log" | head -15
+step "What the loop saw: the first TCP time session, in the words of --trace-events"
+if have python3; then
+    # Its token, e.g. #9.12 (slab slot 9, generation 12), is on the record that accepted it;
+    # the JSON records are shown as `--trace-events` (words) prints them.
+    python3 - "$work/reactor.log" <<'PY'
+import json, sys
+records = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
+token = next(r["token"] for r in records if r.get("what") == "accepted" and r["text"].startswith("accepted time tcp"))
+mine = {r["wakeup"] for r in records if r.get("token") == token}
+for r in records:
+    if r.get("token") == token or (r["kind"] == "wakeup" and r["wakeup"] in mine):
+        indent = {"wakeup": "", "event": "  ", "timer": "  "}.get(r["kind"], "    ")
+        text = r["text"] if r["kind"] != "action" else f"{token}: {r['text']}"
+        print(f"+{r['t_us'] // 1000000}.{r['t_us'] % 1000000:06d} s {indent}{text}")
+PY
+    step "The whole run as a timeline page"
+    mkdir -p target/demo
+    grep '^{' "$work/reactor.log" >target/demo/trace.jsonl || true
+    show scripts/timeline.sh target/demo/trace.jsonl >target/demo/timeline.html
+    echo "timeline: $(pwd)/target/demo/timeline.html ($(wc -l <target/demo/trace.jsonl) records; open it in a browser)"
+else
+    echo "(python3 not installed: the trace stays JSON in the reactor's log)"
+fi
 
 step "Graceful stop: SIGTERM"
 show kill -TERM "$reactor_pid"
@@ -109,7 +129,7 @@ status=0
 wait "$reactor_pid" || status=$?
 reactor_pid=
 echo "reactor exited with status $status"
-tail -2 "$work/reactor.log"
+grep -v '^{' "$work/reactor.log" | tail -2
 [ "$status" -eq 0 ]
 echo
 echo "demo: OK"

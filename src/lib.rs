@@ -31,6 +31,7 @@
 //!     per exchange within a log budget per socket.
 //!   - `listen` — binding each service's TCP listener and UDP socket on one port.
 //!   - `timer` — the timer heap whose earliest deadline is the poll timeout; tag spaces.
+//!   - `trace` — `--trace-events`: each wakeup, event, action and timer in words or JSON.
 //!   - `rate_limit` — per-source budget for UDP datagrams (no reflection).
 //!   - `access` — `--allow`/`--deny` access lists: parsed and decided as pure functions (the
 //!     longest matching prefix wins), and the bounded log of refusals.
@@ -61,13 +62,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
-/// Logs one line of `--trace-events` output; costs one branch when tracing is off. The target
-/// is under the crate's name, so the binary's filter (only this crate's lines unless
-/// `--log-deps`) lets it through.
+/// Records one action of the plumbing for `--trace-events` (`server/trace.rs`):
+/// `trace_event!(tracer, token, Act::Read(n))`. Costs one branch when tracing is off — the
+/// `Act` is built, and anything formatted, only inside it.
 macro_rules! trace_event {
-    ($on:expr, $($arg:tt)+) => {
-        if $on {
-            log::info!(target: "inetloop::trace", $($arg)+);
+    ($tracer:expr, $token:expr, $act:expr) => {
+        if $tracer.on() {
+            $tracer.action($token, $act);
         }
     };
 }

@@ -18,9 +18,10 @@ use inetloop::server::listen::{self, Proto};
 use inetloop::server::metrics::Board;
 use inetloop::server::privileges;
 use inetloop::server::reactor::Reactor;
+use inetloop::server::trace;
 use log::{LevelFilter, info, warn};
 use mio::net::{TcpListener, UdpSocket};
-use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
+use simplelog::{ColorChoice, CombinedLogger, ConfigBuilder, TermLogger, TerminalMode};
 use std::sync::Arc;
 use time::UtcOffset;
 use time::macros::format_description;
@@ -262,23 +263,41 @@ fn init_logging(config: &Config) {
         }
     }
     if !config.log_deps {
-        // Targets are module paths: the library (`inetloop::…`, `--trace-events` included)
-        // and this binary. mio's own lines (registrations, at trace level) stay out.
+        // Targets are module paths: the library (`inetloop::…`) and this binary. mio's own
+        // lines (registrations, at trace level) stay out.
         logger.add_filter_allow_str("inetloop");
         logger.add_filter_allow_str("reactor");
     }
+    // `--trace-events` lines have a logger of their own, which prints them bare: they carry
+    // their own time (since the loop started), and a JSON line must be nothing but its object.
+    logger.add_filter_ignore_str(trace::TARGET);
+    let mut bare = ConfigBuilder::new();
+    bare.set_time_level(LevelFilter::Off)
+        .set_max_level(LevelFilter::Off)
+        .set_thread_level(LevelFilter::Off)
+        .set_target_level(LevelFilter::Off)
+        .set_location_level(LevelFilter::Off)
+        .add_filter_allow_str(trace::TARGET);
     let color = if std::io::stderr().is_terminal() {
         ColorChoice::Auto
     } else {
         ColorChoice::Never
     };
     // Only fails if a logger is already set, which cannot happen here.
-    let _ = TermLogger::init(
-        config.log_level,
-        logger.build(),
-        TerminalMode::Stderr,
-        color,
-    );
+    let _ = CombinedLogger::init(vec![
+        TermLogger::new(
+            config.log_level,
+            logger.build(),
+            TerminalMode::Stderr,
+            color,
+        ),
+        TermLogger::new(
+            config.log_level,
+            bare.build(),
+            TerminalMode::Stderr,
+            ColorChoice::Never,
+        ),
+    ]);
     if local_offset_unknown {
         warn!("the local time offset is unknown: log times are UTC");
     }

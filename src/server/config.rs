@@ -11,6 +11,7 @@ use std::time::Duration;
 use log::LevelFilter;
 
 use super::access::{AccessList, Action, Cidr, parse_cidr, parse_rule};
+use super::trace::TraceMode;
 use crate::services::ServiceKind;
 use crate::services::contract::ServiceSettings;
 
@@ -63,7 +64,12 @@ level; UDP lines at most 50 a second per socket, then one line with the count):
                            offset, 2026-11-25T23:55:01.123+00:00     (default local)
   --log-deps               also log the lines of the libraries this server uses
                            (mio, ...); by default only its own lines are logged
-  --trace-events           log every readiness event and what was done about it
+  --trace-events[=compact|json]
+                           narrate the loop on stderr: each wakeup (how long it
+                           slept, why that timeout), each event in words, each
+                           read/write/FIN/close, each timer by name; 'compact':
+                           one terse line per event; 'json': one JSON object
+                           per line, for scripts/timeline.sh         (default off)
 
 Limits (counts up to 10000000; durations up to 86400000 ms, a day):
   --max-conns N            open TCP connections, all services; when full, new
@@ -154,8 +160,8 @@ pub struct Settings {
     /// start with a PROXY protocol header, whose client is then the connection's peer. Empty =
     /// no PROXY header is ever read.
     pub proxy_from: Vec<Cidr>,
-    /// Log each readiness event and each action (`--trace-events`).
-    pub trace_events: bool,
+    /// Narrate each wakeup, event, action and timer (`--trace-events[=compact|json]`).
+    pub trace: TraceMode,
 }
 
 impl Default for Settings {
@@ -171,7 +177,7 @@ impl Default for Settings {
             udp_rate_per_ip: 100,
             access: AccessList::default(),
             proxy_from: Vec::new(),
-            trace_events: false,
+            trace: TraceMode::Off,
         }
     }
 }
@@ -276,7 +282,9 @@ impl std::fmt::Display for UsageError {
 }
 
 /// Parses the arguments after the program name.
-pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
+pub fn parse_args(mut args: Vec<OsString>) -> Result<Command, UsageError> {
+    // Taken out first: pico-args does not read `--flag=value`. Its error waits for --help.
+    let trace = trace_mode(&mut args);
     let mut args = pico_args::Arguments::from_vec(args);
     if args.contains(["-h", "--help"]) {
         return Ok(Command::Help);
@@ -284,6 +292,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
     if args.contains(["-V", "--version"]) {
         return Ok(Command::Version);
     }
+    let trace = trace?;
     let defaults = Settings::default();
     let mut bind = repeated(&mut args, "--bind", parse_bind_target)?;
     if bind.is_empty() {
@@ -345,7 +354,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
         )?,
         access: access_list(&mut args)?,
         proxy_from: repeated(&mut args, "--proxy-from", parse_cidr)?,
-        trace_events: args.contains("--trace-events"),
+        trace,
     };
 
     let mut verbosity = 0i32;
@@ -382,6 +391,25 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Command, UsageError> {
         log_time,
         log_deps,
     })))
+}
+
+/// `--trace-events`, `--trace-events=compact` or `--trace-events=json`, removed from `args`
+/// (once: a second one is left for the "unexpected argument" check).
+fn trace_mode(args: &mut Vec<OsString>) -> Result<TraceMode, UsageError> {
+    const FLAG: &str = "--trace-events";
+    let found = args.iter().position(|arg| {
+        arg.to_str()
+            .is_some_and(|arg| arg == FLAG || arg.starts_with("--trace-events="))
+    });
+    let Some(index) = found else {
+        return Ok(TraceMode::Off);
+    };
+    let arg = args.remove(index);
+    let value = arg
+        .to_str()
+        .and_then(|arg| arg.strip_prefix(FLAG))
+        .and_then(|rest| rest.strip_prefix('='));
+    TraceMode::parse(value).map_err(|e| UsageError(format!("{FLAG}: {e}")))
 }
 
 /// An optional `--flag VALUE`, with the flag named in any error.
@@ -608,6 +636,40 @@ mod tests {
             Ok(Command::Run(config)) => *config,
             other => panic!("{args:?} gave {other:?}"),
         }
+    }
+
+    #[test]
+    fn trace_events_takes_an_optional_form_after_an_equals_sign() {
+        assert_eq!(run_config(&[]).settings.trace, TraceMode::Off);
+        for (arg, mode) in [
+            ("--trace-events", TraceMode::Words),
+            ("--trace-events=words", TraceMode::Words),
+            ("--trace-events=compact", TraceMode::Compact),
+            ("--trace-events=json", TraceMode::Json),
+        ] {
+            assert_eq!(run_config(&["--ticks", "2", arg]).settings.trace, mode);
+        }
+        let error = |args: &[&str]| match parse(args) {
+            Err(UsageError(message)) => message,
+            other => panic!("{args:?} gave {other:?}"),
+        };
+        assert_eq!(
+            error(&["--trace-events=xml"]),
+            "--trace-events: 'xml' is not a trace form (words, compact or json)"
+        );
+        assert_eq!(
+            error(&["--trace-events", "--trace-events=json"]),
+            "unexpected argument '--trace-events=json' (see --help)"
+        );
+        // The form is joined by `=`: a separate word is an argument of its own.
+        assert_eq!(
+            error(&["--trace-events", "json"]),
+            "unexpected argument 'json' (see --help)"
+        );
+        assert!(matches!(
+            parse(&["--trace-events=xml", "--help"]),
+            Ok(Command::Help)
+        ));
     }
 
     #[test]

@@ -63,6 +63,7 @@ use super::proxy_header::{HeaderReader, PROXY_HEADER_MAX, Progress};
 use super::readiness::{Readiness, Verdict};
 use super::timer::Tag;
 use super::totals::{CloseReason, Refused};
+use super::trace::{Act, Tracer};
 use crate::nonblocking::{interrupted, would_block};
 use crate::services::ServiceKind;
 use crate::services::contract::{Env, Next, OutBuf, Output, TcpService};
@@ -90,6 +91,19 @@ enum Phase {
     Closing,
     /// FIN sent: discard input until the peer's FIN (or [`LINGER`]).
     Lingering,
+}
+
+/// What a connection's one housekeeping timer is waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Housekeeping {
+    /// `--idle-timeout-ms` after the last byte read or written.
+    Idle,
+    /// `--send-timeout-ms` after output started waiting for a peer that takes none.
+    Send,
+    /// The PROXY header's deadline (`--greeting-timeout-ms` after the accept).
+    Header,
+    /// [`LINGER`] after our FIN.
+    Linger,
 }
 
 /// Why a connection ended, for its log line. The first three say who finished the
@@ -209,6 +223,8 @@ pub struct Connection {
     housekeeping: u64,
     /// When the current housekeeping timer is due.
     housekeeping_at: Option<Instant>,
+    /// What the current housekeeping timer is for (its name in `--trace-events`).
+    housekeeping_for: Housekeeping,
     /// When the connection was filed (the turn it was accepted in), for its log line.
     opened: Instant,
     /// Bytes read from the socket, discarded ones included.
@@ -252,6 +268,7 @@ impl Connection {
             output_stalled_since: None,
             housekeeping: 0,
             housekeeping_at: None,
+            housekeeping_for: Housekeeping::Idle,
             opened: cx.shared.now,
             bytes_in: 0,
             bytes_out: 0,
@@ -260,10 +277,12 @@ impl Connection {
         cx.shared.connections += 1;
         cx.shared.totals.of(kind).tcp.accepted.add(1);
         trace_event!(
-            cx.tracing(),
-            "{}: accepted {} tcp {peer}",
-            cx.label(),
-            kind.name()
+            cx.shared.trace,
+            cx.token,
+            Act::Accepted {
+                service: kind.name(),
+                peer
+            }
         );
         if proxied {
             // Activity is not progress: the header, however it dribbles in, must be complete
@@ -409,17 +428,16 @@ impl Connection {
         let Some(service) = self.service.as_deref_mut() else {
             return Ok(());
         };
+        let queued_before = self.out.len();
         let mut out = Output::new(&mut self.out, Some(&mut self.stream));
         let next = shared.with_env(token, self.kind, Proto::Tcp, |env| {
             call(service, env, &mut out)
         });
         let (written, error) = out.finish();
+        if shared.trace.on() {
+            self.trace_output(shared.trace, token, written, queued_before, error.is_some());
+        }
         if written > 0 {
-            trace_event!(
-                shared.settings.trace_events,
-                "{}: wrote {written} bytes",
-                crate::slots::KeyLabel(token.0)
-            );
             self.last_activity = shared.now;
             self.count_out(written, shared);
         }
@@ -428,6 +446,38 @@ impl Connection {
             self.ending(done);
         }
         error.map_or(Ok(()), Err)
+    }
+
+    /// Traces a service's output (`--trace-events`): what went straight to the socket, and
+    /// what stayed queued — because the socket said `WouldBlock`, or behind output already
+    /// waiting (no `write` then). Nothing more if a write failed: the connection closes.
+    fn trace_output(
+        &self,
+        trace: Tracer,
+        token: Token,
+        written: usize,
+        queued_before: usize,
+        failed: bool,
+    ) {
+        if written > 0 {
+            trace.action(token, Act::Wrote(written));
+        }
+        let pending = self.out.len();
+        let queued = pending.saturating_sub(queued_before);
+        if queued == 0 || failed {
+            return;
+        }
+        if queued_before == 0 {
+            trace.action(token, Act::WriteBlocked { pending });
+        } else {
+            trace.action(
+                token,
+                Act::Queued {
+                    bytes: queued,
+                    pending,
+                },
+            );
+        }
     }
 
     /// Records why the connection ends: the first reason, unless a later one says what cut it
@@ -465,25 +515,30 @@ impl Connection {
             .add(written as u64);
     }
 
-    /// Makes `deadline` the one housekeeping timer (earlier ones go stale).
-    fn arm_housekeeping(&mut self, cx: &mut Context, deadline: Instant) {
+    /// Makes `deadline` the one housekeeping timer (earlier ones go stale); `what` names it in
+    /// `--trace-events`.
+    fn arm_housekeeping(&mut self, cx: &mut Context, (deadline, what): (Instant, Housekeeping)) {
         self.housekeeping += 1;
         self.housekeeping_at = Some(deadline);
+        self.housekeeping_for = what;
         cx.set_plumbing_timer(deadline, self.housekeeping);
     }
 
     /// The earliest moment the idle or the send timeout, or the PROXY header's deadline, could
-    /// close this connection.
-    fn next_timeout(&self, settings: &Settings) -> Option<Instant> {
-        let idle = settings.idle_timeout.map(|idle| self.last_activity + idle);
+    /// close this connection, and which of them it is.
+    fn next_timeout(&self, settings: &Settings) -> Option<(Instant, Housekeeping)> {
+        let idle = settings
+            .idle_timeout
+            .map(|idle| (self.last_activity + idle, Housekeeping::Idle));
         let send = self
             .output_stalled_since
             .zip(settings.send_timeout)
-            .map(|(since, limit)| since + limit);
+            .map(|(since, limit)| (since + limit, Housekeeping::Send));
+        let header = self.header_deadline.map(|at| (at, Housekeeping::Header));
         idle.into_iter()
             .chain(send)
-            .chain(self.header_deadline)
-            .min()
+            .chain(header)
+            .min_by_key(|&(at, _)| at)
     }
 
     /// Closes a connection that lingered too long, went idle, or whose peer stopped taking its
@@ -563,10 +618,10 @@ impl Connection {
             if self.phase == Phase::Closing && self.out.is_empty() {
                 // FIN goes out after the last byte of output.
                 self.stream.shutdown(Shutdown::Write)?;
-                trace_event!(cx.tracing(), "{}: sent FIN", cx.label());
+                trace_event!(cx.shared.trace, cx.token, Act::Fin);
                 self.phase = Phase::Lingering;
                 let deadline = cx.shared.now + LINGER;
-                self.arm_housekeeping(cx, deadline);
+                self.arm_housekeeping(cx, (deadline, Housekeeping::Linger));
                 progress = true;
             }
             if self.phase == Phase::Lingering && self.input_closed {
@@ -585,7 +640,7 @@ impl Connection {
 
     /// One `read`, sized to what the service can take. Returns whether anything happened.
     fn read_once(&mut self, cx: &mut Context) -> io::Result<bool> {
-        let (trace, label) = (cx.tracing(), cx.label());
+        let (trace, token) = (cx.shared.trace, cx.token);
         let room = match self.phase {
             // Never a byte past what may still be header: the rest stays for the service.
             Phase::AwaitingHeader => self.header.as_ref().map_or(0, |reader| reader.room()),
@@ -598,7 +653,7 @@ impl Connection {
         };
         if room == 0 {
             // Backpressure: leave the bytes in the kernel until output drains.
-            trace_event!(trace, "{label}: no room, not reading");
+            trace_event!(trace, token, Act::NoRoom);
             return Ok(false);
         }
         // `want` ≤ the scratch length, so the slice is never the empty default.
@@ -610,7 +665,7 @@ impl Connection {
         loop {
             match self.stream.read(buf) {
                 Ok(0) => {
-                    trace_event!(trace, "{label}: read EOF");
+                    trace_event!(trace, token, Act::ReadEof);
                     self.input_ready = false;
                     self.input_closed = true;
                     if self.phase == Phase::AwaitingHeader {
@@ -629,13 +684,14 @@ impl Connection {
                     return Ok(true);
                 }
                 Ok(n) => {
-                    trace_event!(trace, "{label}: read {n} bytes");
+                    trace_event!(trace, token, Act::Read(n));
                     self.last_activity = cx.shared.now;
                     self.bytes_in += n as u64;
                     cx.shared.totals.of(self.kind).tcp.bytes_in.add(n as u64);
                     if n < want && !self.peer_closed_hint {
                         // A short read emptied the receive queue: skip the `read` that would
                         // only say WouldBlock. Any new byte raises a new edge.
+                        trace_event!(trace, token, Act::ShortRead);
                         self.input_ready = false;
                     }
                     let input = buf.get(..n).unwrap_or_default();
@@ -653,7 +709,7 @@ impl Connection {
                 }
                 // Drained: nothing more until the next readable edge.
                 Err(e) if would_block(&e) => {
-                    trace_event!(trace, "{label}: read WouldBlock");
+                    trace_event!(trace, token, Act::ReadDrained);
                     self.input_ready = false;
                     return Ok(false);
                 }
@@ -669,14 +725,15 @@ impl Connection {
             return Ok(false);
         }
         let (flushed, written) = self.out.write_to(&mut self.stream)?;
-        let (trace, label) = (cx.tracing(), cx.label());
-        trace_event!(trace, "{label}: wrote {written} bytes");
-        if flushed == Flushed::Blocked {
-            trace_event!(
-                trace,
-                "{label}: write WouldBlock, {} bytes pending",
-                self.out.len()
-            );
+        let (trace, token) = (cx.shared.trace, cx.token);
+        if trace.on() {
+            if written > 0 {
+                trace.action(token, Act::Wrote(written));
+            }
+            if flushed == Flushed::Blocked {
+                let pending = self.out.len();
+                trace.action(token, Act::WriteBlocked { pending });
+            }
         }
         if written > 0 {
             self.last_activity = cx.shared.now;
@@ -703,7 +760,7 @@ impl Connection {
         };
         cx.registry
             .reregister(&mut self.stream, cx.token, interest)?;
-        trace_event!(cx.tracing(), "{}: reregistered {interest:?}", cx.label());
+        trace_event!(cx.shared.trace, cx.token, Act::Writable(want_writable));
         self.writable_registered = want_writable;
         Ok(())
     }
@@ -725,7 +782,7 @@ impl Connection {
         if let Some(limit) = cx.shared.settings.send_timeout {
             let deadline = now + limit;
             if self.housekeeping_at.is_none_or(|at| deadline < at) {
-                self.arm_housekeeping(cx, deadline);
+                self.arm_housekeeping(cx, (deadline, Housekeeping::Send));
             }
         }
     }
@@ -838,6 +895,25 @@ impl Handler for Connection {
             }
             (_, Some(balancer)) => format!("{name} tcp {} via {balancer}", self.peer),
             (_, None) => format!("{name} tcp {}", self.peer),
+        }
+    }
+
+    /// The housekeeping timer by what it is for now; the service's by the service's name.
+    fn describe_timer(&self, tag: Tag) -> String {
+        match tag {
+            Tag::Service(tag) => self
+                .service
+                .as_ref()
+                .map_or_else(|| tag.0.to_string(), |service| service.describe_timer(tag)),
+            Tag::Plumbing(number) if number != self.housekeeping => {
+                String::from("an earlier housekeeping timer")
+            }
+            Tag::Plumbing(_) => String::from(match self.housekeeping_for {
+                Housekeeping::Idle => "idle timeout",
+                Housekeeping::Send => "send timeout",
+                Housekeeping::Header => "PROXY header deadline",
+                Housekeeping::Linger => "linger",
+            }),
         }
     }
 }

@@ -37,6 +37,7 @@ use super::rate_limit::RateLimiter;
 use super::readiness::{Readiness, Verdict};
 use super::timer::{Tag, TimerHeap};
 use super::totals::{Cell, Dropped, Refused, Totals, UdpTotals};
+use super::trace::{Act, Tracer};
 use crate::services::ServiceKind;
 use crate::services::clock::WallClock;
 use crate::services::contract::{Env, TimerTag, Timers};
@@ -69,6 +70,11 @@ pub trait Handler {
     }
     /// What this entry is, for logs and traces, e.g. `echo tcp 127.0.0.1:5123`.
     fn describe(&self) -> String;
+    /// What to call one of this entry's timers in `--trace-events`: `tick 3/5`, `idle
+    /// timeout`, `linger`. Called only while tracing.
+    fn describe_timer(&self, tag: Tag) -> String {
+        tag.to_string()
+    }
 }
 
 /// A connection just accepted, waiting for the reactor to file it under a token.
@@ -126,13 +132,17 @@ pub struct Shared {
     pub totals: Arc<Totals>,
     /// Every loop's counters, for the pages of the metrics endpoint.
     pub board: Arc<Board>,
+    /// `--trace-events`: off, or the loop's narrator.
+    pub trace: Tracer,
 }
 
 impl Shared {
     /// The state of a loop counting into `totals`, one of `board`'s.
     pub fn new(settings: Settings, board: Arc<Board>, totals: Arc<Totals>) -> Self {
+        let now = Instant::now();
         Shared {
-            now: Instant::now(),
+            now,
+            trace: Tracer::new(settings.trace, now),
             udp_in: RateLimiter::new(settings.udp_rate_per_ip),
             udp_out: RateLimiter::new(settings.udp_rate_per_ip),
             settings,
@@ -170,11 +180,7 @@ impl Shared {
         }
         let ip = canonical(peer.ip());
         let (service, transport) = (kind.name(), proto.name());
-        trace_event!(
-            self.settings.trace_events,
-            "{}: refused {peer} ({why})",
-            KeyLabel(owner.0)
-        );
+        trace_event!(self.trace, owner, Act::Refused { peer, why: &why });
         self.report_access_refusals();
         match self.refusal_log.refused((ip, kind, proto), self.now) {
             Note::Line => warn!(
@@ -320,11 +326,6 @@ impl Context<'_> {
     /// The token as `#slot.generation`, for log lines.
     pub fn label(&self) -> KeyLabel {
         KeyLabel(self.token.0)
-    }
-
-    /// Whether `--trace-events` is on.
-    pub fn tracing(&self) -> bool {
-        self.shared.settings.trace_events
     }
 
     /// Whether the access list lets `peer` use `kind` over `proto`. A refusal is counted, named

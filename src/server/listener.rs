@@ -26,6 +26,7 @@ use super::listen::Proto;
 use super::readiness::{Readiness, Verdict};
 use super::timer::Tag;
 use super::totals::Refused;
+use super::trace::Act;
 use crate::nonblocking::{interrupted, would_block};
 use crate::services::ServiceKind;
 
@@ -78,11 +79,7 @@ impl Handler for Listener {
                         .iter()
                         .any(|cidr| cidr.contains(peer.ip()))
                     {
-                        trace_event!(
-                            settings.trace_events,
-                            "{}: {peer} is a --proxy-from balancer: PROXY header required",
-                            cx.label()
-                        );
+                        trace_event!(cx.shared.trace, cx.token, Act::Balancer { peer });
                         cx.shared.accepted.push(Accepted {
                             stream,
                             peer,
@@ -122,16 +119,19 @@ impl Handler for Listener {
                                 );
                             }
                             trace_event!(
-                                cx.tracing(),
-                                "{}: refused {peer}: over its source's limit",
-                                cx.label()
+                                cx.shared.trace,
+                                cx.token,
+                                Act::Refused {
+                                    peer,
+                                    why: &"over its source's limit, --max-conns-per-ip"
+                                }
                             );
                         }
                     }
                 }
                 // The backlog is empty: the next connection raises a new edge.
                 Err(e) if would_block(&e) => {
-                    trace_event!(cx.tracing(), "{}: accept WouldBlock", cx.label());
+                    trace_event!(cx.shared.trace, cx.token, Act::AcceptDrained);
                     return Verdict::Keep;
                 }
                 Err(e) if interrupted(&e) => {}
@@ -184,6 +184,14 @@ impl Handler for Listener {
 
     fn describe(&self) -> String {
         format!("{} listener", self.kind.name())
+    }
+
+    fn describe_timer(&self, tag: Tag) -> String {
+        match tag {
+            Tag::Plumbing(ACCESS_REPORT) => String::from("summary of access-list refusals"),
+            Tag::Plumbing(PROXY_REPORT) => String::from("summary of PROXY header failures"),
+            other => other.to_string(),
+        }
     }
 }
 

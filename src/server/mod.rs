@@ -18,4 +18,5 @@ pub mod reactor;
 pub mod readiness;
 pub mod timer;
 pub mod totals;
+pub mod trace;
 pub mod udp;

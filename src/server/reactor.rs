@@ -19,6 +19,10 @@
 //!
 //! Every handler answers the same calls with a [`Verdict`] (`handler.rs`); the plumbing lives
 //! in `listener.rs`, `connection.rs` (TCP) and `udp.rs` (UDP), the protocols in `services/`.
+//!
+//! With `--trace-events` the loop narrates each turn (`trace.rs`): the wakeup — how long it
+//! slept and why that timeout (`Wait`: the next timer, named by its owner, a replay, the
+//! accept retry, the shutdown, or nothing due) — then every event, action and timer.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -40,10 +44,11 @@ use super::metrics::Board;
 use super::readiness::{Readiness, Verdict};
 use super::timer::Timer;
 use super::totals::{Live, Refused, Totals};
+use super::trace::{Act, Cause, Fate, Wakeup, Why};
 use super::udp::UdpPort;
 use crate::nonblocking::interrupted;
 use crate::services::ServiceKind;
-use crate::slots::{KeyLabel, Slots};
+use crate::slots::Slots;
 
 /// The signal source's token. Slab tokens are never this small (see [`Slots`]).
 pub const SIGNALS: Token = Token(0);
@@ -109,10 +114,14 @@ impl Reactor {
                 format!("no loop {number} on a board of {}", board.loops()),
             )
         })?;
+        let loops = board.loops();
+        let mut shared = Shared::new(settings, board, totals);
+        // Numbered in the trace (and the status line) only when there are several.
+        shared.trace.set_loop(number, loops);
         Ok(Reactor {
             poll: Poll::new()?,
             entries: Slots::default(),
-            shared: Shared::new(settings, board, totals),
+            shared,
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             listeners: Vec::new(),
             bound: Vec::new(),
@@ -283,14 +292,16 @@ impl Reactor {
                 .work_nanos
                 .add(nanos(before.saturating_duration_since(woke)));
         }
-        let timeout = self.poll_timeout(before);
+        let wait = self.next_wait();
+        let timeout = wait.timeout(before);
         let replay = std::mem::take(&mut self.replay);
-        match self.poll.poll(events, timeout) {
-            Ok(()) => {}
+        let asleep_since = self.shared.trace.on().then(Instant::now);
+        let cut_short = match self.poll.poll(events, timeout) {
+            Ok(()) => false,
             // A signal interrupted the wait: nothing is lost, the next turn recomputes the timeout.
-            Err(e) if interrupted(&e) => {}
+            Err(e) if interrupted(&e) => true,
             Err(e) => return Err(e),
-        }
+        };
         self.shared.now = Instant::now();
         self.woke = Some(self.shared.now);
         let turns = &self.shared.totals.turns;
@@ -298,14 +309,18 @@ impl Reactor {
             .poll_nanos
             .add(nanos(self.shared.now.saturating_duration_since(before)));
         turns.replays.add(replay.len() as u64);
+        if let Some(since) = asleep_since {
+            let wakeup = (events.iter().count(), cut_short, timeout);
+            self.trace_wakeup(since, wakeup, wait);
+        }
         let mut handled = 0;
         for event in events.iter() {
             handled += 1;
-            self.dispatch(event.token(), Readiness::from(event));
+            self.dispatch_as(event.token(), Readiness::from(event), Cause::Kernel);
         }
         self.shared.totals.turns.events_per_wakeup.observe(handled);
         for token in replay {
-            self.dispatch(token, Readiness::READABLE);
+            self.dispatch_as(token, Readiness::READABLE, Cause::Replay);
         }
         self.fire_due_timers();
         self.resume_accepting();
@@ -317,18 +332,62 @@ impl Reactor {
     /// Hands one event to the owner of `token`. An event whose owner is gone (closed earlier in
     /// this batch, slot possibly reused) is ignored: its generation no longer matches.
     pub fn dispatch(&mut self, token: Token, ready: Readiness) {
+        self.dispatch_as(token, ready, Cause::Kernel);
+    }
+
+    /// [`Reactor::dispatch`], saying in the trace whether the kernel or a replay brought it.
+    fn dispatch_as(&mut self, token: Token, ready: Readiness, cause: Cause) {
+        let trace = self.shared.trace;
         if token == SIGNALS {
+            if trace.on() {
+                trace.event(token, Some("signals (self-pipe)"), ready, cause);
+            }
             return self.on_signals();
         }
-        let trace = self.shared.settings.trace_events;
-        let label = KeyLabel(token.0);
         let served = self.call(token, |handler, cx| {
-            trace_event!(trace, "{label}: {ready} {}", handler.describe());
+            if trace.on() {
+                trace.event(token, Some(&handler.describe()), ready, cause);
+            }
             handler.on_ready(ready, cx)
         });
-        if !served {
-            trace_event!(trace, "{label}: {ready} for a closed token, ignored");
+        if !served && trace.on() {
+            trace.event(token, None, ready, cause);
         }
+    }
+
+    /// The wakeup's trace line: how long `epoll_wait` slept, how many events it brought, and
+    /// the timeout it had been given and why (the timer by its owner's name for it).
+    fn trace_wakeup(
+        &mut self,
+        asleep_since: Instant,
+        (events, interrupted, timeout): (usize, bool, Option<Duration>),
+        wait: Wait,
+    ) {
+        let timer_name;
+        let why = match wait {
+            Wait::Replay(sockets) => Why::Replay(sockets),
+            Wait::Timer(Timer { token, tag, .. }) => {
+                timer_name = match self.entries.get_mut(token.0) {
+                    Some(entry) => entry.handler().describe_timer(tag),
+                    None => tag.to_string(),
+                };
+                Why::Timer {
+                    name: &timer_name,
+                    owner: token,
+                }
+            }
+            Wait::AcceptRetry(_) => Why::AcceptRetry,
+            Wait::Shutdown(_) => Why::Shutdown,
+            Wait::Event => Why::Event,
+        };
+        let slept = self.shared.now.saturating_duration_since(asleep_since);
+        self.shared.trace.wakeup(&Wakeup {
+            slept,
+            events,
+            interrupted,
+            timeout,
+            why,
+        });
     }
 
     /// Calls the handler behind `token` and carries out its verdict. Returns false when the
@@ -374,7 +433,7 @@ impl Reactor {
             shared: &mut self.shared,
         };
         entry.handler().on_close(&mut cx);
-        trace_event!(cx.tracing(), "{}: deregistered and closed", cx.label());
+        trace_event!(cx.shared.trace, token, Act::Closed);
     }
 
     /// Files the connections the listeners accepted, each under a token of its own.
@@ -516,53 +575,106 @@ impl Reactor {
             let Some(Timer { token, tag, .. }) = self.shared.timers.pop_due(self.shared.now) else {
                 break;
             };
-            let label = KeyLabel(token.0);
-            trace_event!(self.shared.settings.trace_events, "{label}: {tag} fired");
-            self.call(token, |handler, cx| {
-                if handler.timer_is_live(tag) {
+            let trace = self.shared.trace;
+            let served = self.call(token, |handler, cx| {
+                let live = handler.timer_is_live(tag);
+                if trace.on() {
+                    let fate = if live { Fate::Fired } else { Fate::Stale };
+                    let (desc, name) = (handler.describe(), handler.describe_timer(tag));
+                    trace.timer(token, Some(&desc), &name, fate);
+                }
+                if live {
                     cx.shared.totals.turns.timers_fired.add(1);
                     handler.on_timer(tag, cx)
                 } else {
                     Verdict::Keep
                 }
             });
+            if !served && trace.on() {
+                trace.timer(token, None, &tag.to_string(), Fate::OwnerGone);
+            }
         }
     }
 
     /// Drops timers whose owner is gone (or says they no longer matter) from the top of the
     /// heap, so they never set a timeout.
     fn drop_stale_timers(&mut self) {
+        let trace = self.shared.trace;
         while let Some(&Timer { token, tag, .. }) = self.shared.timers.peek() {
-            let live = self
-                .entries
-                .get_mut(token.0)
-                .is_some_and(|entry| entry.handler().timer_is_live(tag));
+            let owner = self.entries.get_mut(token.0).map(Entry::handler);
+            let live = owner.as_ref().is_some_and(|owner| owner.timer_is_live(tag));
             if live {
                 break;
+            }
+            if trace.on() {
+                match owner {
+                    Some(owner) => {
+                        let (desc, name) = (owner.describe(), owner.describe_timer(tag));
+                        trace.timer(token, Some(&desc), &name, Fate::Stale);
+                    }
+                    None => trace.timer(token, None, &tag.to_string(), Fate::OwnerGone),
+                }
             }
             self.shared.timers.pop();
         }
     }
 
-    /// How long `epoll_wait` may sleep from `now`: until the next live timer, the accept retry
-    /// or the end of the shutdown grace — or not at all if sockets wait for a replay; `None` =
-    /// forever.
-    fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
+    /// What the next `epoll_wait` may sleep until: the next live timer, the accept retry or the
+    /// end of the shutdown grace, whichever comes first — or not at all if sockets wait for a
+    /// replay; or, with none of these, until an event.
+    fn next_wait(&mut self) -> Wait {
         if !self.replay.is_empty() {
-            return Some(Duration::ZERO);
+            return Wait::Replay(self.replay.len());
         }
         self.drop_stale_timers();
         let gate = &self.shared.accept;
         let retry = gate.retry_at.filter(|_| gate.backlog_waiting);
         [
-            self.shared.timers.peek().map(|t| t.deadline),
-            retry,
-            self.shutdown_deadline,
+            self.shared.timers.peek().map(|&timer| Wait::Timer(timer)),
+            retry.map(Wait::AcceptRetry),
+            self.shutdown_deadline.map(Wait::Shutdown),
         ]
         .into_iter()
         .flatten()
-        .min()
-        .map(|deadline| deadline.saturating_duration_since(now))
+        .min_by_key(|wait| wait.deadline())
+        .unwrap_or(Wait::Event)
+    }
+}
+
+/// What the loop's next `epoll_wait` waits for at most, and so how long it may sleep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// Sockets wait for a replay: no sleep at all.
+    Replay(usize),
+    /// The earliest live timer.
+    Timer(Timer),
+    /// Accepting, paused for lack of descriptors, is retried then.
+    AcceptRetry(Instant),
+    /// The shutdown's grace period ends then.
+    Shutdown(Instant),
+    /// Nothing is due: sleep until an event.
+    Event,
+}
+
+impl Wait {
+    /// When the wait ends at the latest; `None` = never (or now, for a replay).
+    fn deadline(&self) -> Option<Instant> {
+        match *self {
+            Wait::Timer(Timer { deadline, .. })
+            | Wait::AcceptRetry(deadline)
+            | Wait::Shutdown(deadline) => Some(deadline),
+            Wait::Replay(_) | Wait::Event => None,
+        }
+    }
+
+    /// The `epoll_wait` timeout from `now`; `None` = none (sleep until an event).
+    fn timeout(&self, now: Instant) -> Option<Duration> {
+        match self {
+            Wait::Replay(_) => Some(Duration::ZERO),
+            _ => self
+                .deadline()
+                .map(|deadline| deadline.saturating_duration_since(now)),
+        }
     }
 }
 
@@ -603,6 +715,11 @@ mod tests {
     }
 
     impl Reactor {
+        /// The `epoll_wait` timeout the next turn would use.
+        fn poll_timeout(&mut self) -> Option<Duration> {
+            self.next_wait().timeout(Instant::now())
+        }
+
         fn connection(&self, token: Token) -> Option<&Connection> {
             match self.entries.get(token.0) {
                 Some(Entry::Conn(conn)) => Some(conn),
@@ -670,17 +787,10 @@ mod tests {
     #[test]
     fn a_closed_connections_timers_never_set_the_poll_timeout() {
         let (mut reactor, addr) = echo_reactor();
-        assert_eq!(
-            reactor.poll_timeout(Instant::now()),
-            None,
-            "idle: sleep forever"
-        );
+        assert_eq!(reactor.poll_timeout(), None, "idle: sleep forever");
         let a = client(addr);
         turn_until(&mut reactor, |r| r.connection_count() == 1);
-        assert!(
-            reactor.poll_timeout(Instant::now()).is_some(),
-            "the idle timer is armed"
-        );
+        assert!(reactor.poll_timeout().is_some(), "the idle timer is armed");
         drop(a);
         turn_until(&mut reactor, |r| r.connection_count() == 0);
         assert!(
@@ -688,7 +798,7 @@ mod tests {
             "timers are cancelled lazily"
         );
         assert_eq!(
-            reactor.poll_timeout(Instant::now()),
+            reactor.poll_timeout(),
             None,
             "stale timers do not wake the loop"
         );

@@ -31,7 +31,7 @@ pub enum Tag {
 impl std::fmt::Display for Tag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Tag::Service(TimerTag(tag)) => write!(f, "service timer {tag:#x}"),
+            Tag::Service(tag) => write!(f, "{tag}"),
             Tag::Plumbing(n) => write!(f, "housekeeping timer {n}"),
         }
     }

@@ -38,10 +38,10 @@ use super::rate_limit::{Admission, RateLimiter};
 use super::readiness::{Readiness, Verdict};
 use super::timer::Tag;
 use super::totals::{Dropped, UdpTotals};
+use super::trace::{Act, Tracer};
 use crate::nonblocking::{interrupted, would_block};
 use crate::services::ServiceKind;
 use crate::services::contract::{Env, Outbox, UdpService};
-use crate::slots::KeyLabel;
 use crate::source::Source;
 
 /// Datagrams read per readable event before the port yields to the other sockets.
@@ -156,18 +156,18 @@ impl SendQueue {
     }
 }
 
-/// Whether to trace sends (`--trace-events`), and under which token.
+/// The loop's tracer (`--trace-events`) and the token to trace sends under.
 #[derive(Clone, Copy)]
 struct Trace {
-    on: bool,
-    label: KeyLabel,
+    tracer: Tracer,
+    token: Token,
 }
 
 impl Trace {
     fn of(cx: &Context) -> Self {
         Trace {
-            on: cx.tracing(),
-            label: cx.label(),
+            tracer: cx.shared.trace,
+            token: cx.token,
         }
     }
 }
@@ -200,9 +200,9 @@ impl Outbox for SocketOutbox<'_> {
                 );
             }
             trace_event!(
-                self.trace.on,
-                "{}: not sent to {peer}: over its budget",
-                self.trace.label
+                self.trace.tracer,
+                self.trace.token,
+                Act::NotSent { to: peer }
             );
             self.tally.over_budget += 1;
             self.totals.drop_one(Dropped::RateOut);
@@ -265,15 +265,16 @@ impl Sent {
 }
 
 fn send_now(socket: &UdpSocket, payload: &[u8], peer: SocketAddr, trace: Trace) -> Sent {
-    let Trace { on, label } = trace;
+    let Trace { tracer, token } = trace;
     loop {
         match socket.send_to(payload, peer) {
             Ok(n) => {
-                trace_event!(on, "{label}: sent {n} bytes to {peer}");
+                trace_event!(tracer, token, Act::Sent { bytes: n, to: peer });
                 return Sent::Out(n);
             }
+            // The send buffer is full: the datagram waits in the queue for WRITABLE.
             Err(e) if would_block(&e) => {
-                trace_event!(on, "{label}: send to {peer}: WouldBlock, queueing");
+                trace_event!(tracer, token, Act::SendBlocked { to: peer });
                 return Sent::Blocked;
             }
             Err(e) if interrupted(&e) => continue,
@@ -330,12 +331,20 @@ impl UdpPort {
     }
 
     fn receive_some(&mut self, cx: &mut Context) -> Verdict {
-        let (trace, label) = (cx.tracing(), cx.label());
+        let trace = Trace::of(cx);
+        let (tracer, token) = (trace.tracer, trace.token);
         for _ in 0..RECV_BUDGET {
             match self.socket.recv_from(cx.scratch) {
                 // An empty datagram is a datagram (daytime and RFC 868 requests often are).
                 Ok((n, peer)) => {
-                    trace_event!(trace, "{label}: read {n} bytes from {peer}");
+                    trace_event!(
+                        tracer,
+                        token,
+                        Act::Received {
+                            bytes: n,
+                            from: peer
+                        }
+                    );
                     let counted = &cx.shared.totals.of(self.kind).udp;
                     counted.datagrams_in.add(1);
                     counted.bytes_in.add(n as u64);
@@ -347,19 +356,16 @@ impl UdpPort {
                         continue;
                     }
                     let datagram = cx.scratch.get(..n).unwrap_or_default();
-                    let sent = self.serve_with(
-                        cx.shared,
-                        cx.token,
-                        Trace { on: trace, label },
-                        |service, env, out| service.on_datagram(datagram, peer, env, out),
-                    );
+                    let sent = self.serve_with(cx.shared, cx.token, trace, |service, env, out| {
+                        service.on_datagram(datagram, peer, env, out)
+                    });
                     if !self.keeps_sessions {
                         self.log_exchange(cx.shared.now, peer, n, sent);
                     }
                 }
                 // Drained: the next datagram will raise a new readable edge.
                 Err(e) if would_block(&e) => {
-                    trace_event!(trace, "{label}: recv WouldBlock");
+                    trace_event!(tracer, token, Act::RecvDrained);
                     return Verdict::Keep;
                 }
                 Err(e) if interrupted(&e) => continue,
@@ -478,7 +484,10 @@ impl UdpPort {
             Interest::READABLE
         };
         match cx.registry.reregister(&mut self.socket, cx.token, interest) {
-            Ok(()) => self.writable_registered = want_writable,
+            Ok(()) => {
+                trace_event!(cx.shared.trace, cx.token, Act::Writable(want_writable));
+                self.writable_registered = want_writable;
+            }
             Err(e) => warn!("{} udp: reregister: {e}", self.kind.name()),
         }
     }
@@ -550,6 +559,15 @@ impl Handler for UdpPort {
 
     fn describe(&self) -> String {
         format!("{} udp", self.kind.name())
+    }
+
+    fn describe_timer(&self, tag: Tag) -> String {
+        match tag {
+            Tag::Service(tag) => self.service.describe_timer(tag),
+            Tag::Plumbing(ACCESS_REPORT) => String::from("summary of access-list refusals"),
+            Tag::Plumbing(LOG_SUMMARY) => String::from("summary of the UDP log budget"),
+            Tag::Plumbing(_) => tag.to_string(),
+        }
     }
 }
 

@@ -39,6 +39,13 @@ pub enum Next {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TimerTag(pub u64);
 
+impl fmt::Display for TimerTag {
+    /// A timer no one named: `service timer 0x2a`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "service timer {:#x}", self.0)
+    }
+}
+
 /// Where [`Env::set_timer`] files a timer: the loop's heap under the owner's token, or, in a
 /// unit test, a plain list.
 pub trait Timers {
@@ -241,6 +248,12 @@ pub trait TcpService: Send {
     fn timer_is_live(&self, _tag: TimerTag) -> bool {
         true
     }
+    /// What to call the timer `tag` in `--trace-events` (`tick 3/5`, `greeting deadline`):
+    /// the learner watching the loop reads its timers by these names. Called only while
+    /// tracing.
+    fn describe_timer(&self, tag: TimerTag) -> String {
+        tag.to_string()
+    }
     /// The server is stopping: say goodbye if the protocol has a goodbye.
     fn on_shutdown(&mut self, _env: &mut Env, _out: &mut Output) -> Next {
         Next::Close
@@ -301,6 +314,11 @@ pub trait UdpService: Send {
     /// unsure, `true`; a forgotten override costs a wakeup, never a lost timer).
     fn timer_is_live(&self, _tag: TimerTag) -> bool {
         true
+    }
+    /// What to call the timer `tag` in `--trace-events` (as for
+    /// [`TcpService::describe_timer`]: `tick 2/3 to 192.0.2.7:4000`).
+    fn describe_timer(&self, tag: TimerTag) -> String {
+        tag.to_string()
     }
     /// The server is stopping: say goodbye to every session.
     fn on_shutdown(&mut self, _env: &mut Env, _out: &mut dyn Outbox) {}

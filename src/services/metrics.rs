@@ -388,6 +388,11 @@ impl TcpService for HttpSession {
         !self.finished && tag == TimerTag(self.answered) && self.response.is_empty()
     }
 
+    /// `request 3 head deadline` in `--trace-events`.
+    fn describe_timer(&self, tag: TimerTag) -> String {
+        format!("request {} head deadline", tag.0 + 1)
+    }
+
     /// Input waits in the kernel while a response is being written (pipelining in order, and
     /// backpressure); otherwise up to the head cap.
     fn input_room(&self, _out: &OutBuf) -> usize {

@@ -102,6 +102,10 @@ impl<T> Sessions<T> {
         self.slots.contains(key)
     }
 
+    pub fn get(&self, key: usize) -> Option<&Session<T>> {
+        self.slots.get(key)
+    }
+
     pub fn get_mut(&mut self, key: usize) -> Option<&mut Session<T>> {
         self.slots.get_mut(key)
     }

@@ -48,6 +48,8 @@ const GREETING_DEADLINE: TimerTag = TimerTag(1);
 struct Schedule {
     start: Instant,
     sent: u32,
+    /// Ticks in the whole session (`--ticks`).
+    ticks: u32,
 }
 
 /// What a session sends at one step.
@@ -57,8 +59,17 @@ enum Message<'a> {
 }
 
 impl Schedule {
-    fn new(start: Instant) -> Self {
-        Schedule { start, sent: 0 }
+    fn new(start: Instant, ticks: u32) -> Self {
+        Schedule {
+            start,
+            sent: 0,
+            ticks,
+        }
+    }
+
+    /// The name of the timer for the next tick, in `--trace-events`: `tick 2/5`.
+    fn next_tick(&self) -> String {
+        format!("tick {}/{}", self.sent + 1, self.ticks)
     }
 
     /// Sends what is due now (the next tick, and `Au Revoir` after the last one) and returns
@@ -66,7 +77,7 @@ impl Schedule {
     /// first (which answers the greeting at once) reports how late it went out: from its
     /// deadline to this turn of the loop.
     fn step(&mut self, env: &mut Env, mut send: impl FnMut(Message<'_>)) -> Option<Instant> {
-        let total = env.settings.ticks;
+        let total = self.ticks;
         if self.sent < total {
             if self.sent > 0 {
                 let deadline = self.start + env.settings.interval * self.sent;
@@ -161,7 +172,7 @@ impl TcpService for TcpTimeStream {
             Ok(None) => Next::Continue,
             Ok(Some((greeting, _))) => {
                 info!("time tcp {}: greeting {}", self.peer, printable(&greeting));
-                self.state = TcpState::Streaming(Schedule::new(env.now));
+                self.state = TcpState::Streaming(Schedule::new(env.now, env.settings.ticks));
                 self.step(env, out)
             }
             Err(_) => {
@@ -201,6 +212,15 @@ impl TcpService for TcpTimeStream {
     /// has greeted it never wakes the loop.
     fn timer_is_live(&self, tag: TimerTag) -> bool {
         tag != GREETING_DEADLINE || matches!(self.state, TcpState::AwaitingGreeting(_))
+    }
+
+    fn describe_timer(&self, tag: TimerTag) -> String {
+        match (tag, &self.state) {
+            (GREETING_DEADLINE, _) => String::from("greeting deadline"),
+            (NEXT_TICK, TcpState::Streaming(schedule)) => schedule.next_tick(),
+            (NEXT_TICK, _) => String::from("tick (session over)"),
+            _ => tag.to_string(),
+        }
     }
 
     fn on_shutdown(&mut self, _env: &mut Env, out: &mut Output) -> Next {
@@ -326,7 +346,7 @@ impl UdpService for UdpTimeStream {
             per_source: env.settings.max_udp_sessions_per_ip,
         };
         let session = UdpSession {
-            schedule: Schedule::new(env.now),
+            schedule: Schedule::new(env.now, env.settings.ticks),
             bytes_in: payload.len(),
             bytes_out: 0,
         };
@@ -372,6 +392,14 @@ impl UdpService for UdpTimeStream {
 
     fn timer_is_live(&self, tag: TimerTag) -> bool {
         self.sessions.contains(session_of(tag))
+    }
+
+    /// `tick 2/3 to 192.0.2.7:4000`: each session's timer is its next tick.
+    fn describe_timer(&self, tag: TimerTag) -> String {
+        match self.sessions.get(session_of(tag)) {
+            Some(session) => format!("{} to {}", session.state.schedule.next_tick(), session.peer),
+            None => String::from("tick of an ended session"),
+        }
     }
 
     fn on_shutdown(&mut self, env: &mut Env, out: &mut dyn Outbox) {

@@ -3,6 +3,8 @@
 //! stalling it.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod json;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
