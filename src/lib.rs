@@ -16,7 +16,9 @@
 //! ```
 //!
 //! - `server/` — everything that owns a socket and knows `mio`:
-//!   - `reactor` — the loop: poll, one `match` to find an entry's handler, replay, timers.
+//!   - `reactor` — the loop: poll, one `match` to find an entry's handler, replay, timers;
+//!     `reactor/setup` builds a loop and files its sockets, `reactor/wait` chooses how long
+//!     `epoll_wait` may sleep (and drops stale timers).
 //!   - `handler` — the one shape every slab entry answers (`Handler`), the `Context` it gets,
 //!     and the loop's `Shared` state.
 //!   - `totals` — `Totals`, each loop's counters since start (Relaxed atomics with one writer,
