@@ -380,18 +380,9 @@ fn proc_net_udp(addr: SocketAddr) -> (u64, u64) {
     panic!("{addr} ({wanted}) not in /proc/net/udp");
 }
 
-/// Polls `done` every 10 ms until it holds or `limit` passes; returns whether it held.
+/// Whether `done` comes to hold within `limit` (polled with common's back-off).
 fn poll_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::poll_for(limit, || done().then_some(())).is_some()
 }
 
 /// A child process killed when dropped.
@@ -405,16 +396,7 @@ impl Drop for Killed {
 }
 
 fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::poll_for(limit, || child.try_wait().expect("try_wait"))
 }
 
 fn signal(child: &Child, signal: i32) {
