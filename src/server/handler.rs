@@ -198,14 +198,7 @@ impl Shared {
 
     /// Logs the summary of the access refusals not named one by one, if one is due.
     pub fn report_access_refusals(&mut self) {
-        let now = self.now;
-        if let Some(summary) = self.refusal_log.due_summary(now) {
-            warn!(
-                "access lists: {} more refused in the last {:.1} s, not logged one by one",
-                summary.count,
-                now.saturating_duration_since(summary.since).as_secs_f64()
-            );
-        }
+        report_summary(&mut self.refusal_log, self.now, "access lists", "refused");
     }
 
     /// A connection from a `--proxy-from` balancer is closed without a valid PROXY header
@@ -238,14 +231,12 @@ impl Shared {
 
     /// Logs the summary of the PROXY header failures not named one by one, if one is due.
     pub fn report_proxy_header_failures(&mut self) {
-        let now = self.now;
-        if let Some(summary) = self.proxy_log.due_summary(now) {
-            warn!(
-                "PROXY headers: {} more connections from --proxy-from balancers closed without a valid one in the last {:.1} s, not logged one by one",
-                summary.count,
-                now.saturating_duration_since(summary.since).as_secs_f64()
-            );
-        }
+        report_summary(
+            &mut self.proxy_log,
+            self.now,
+            "PROXY headers",
+            "connections from --proxy-from balancers closed without a valid one",
+        );
     }
 
     /// Calls an entry point of service `kind` over `proto` with the contract's `Env`, filing
@@ -347,5 +338,17 @@ impl Context<'_> {
         self.shared
             .timers
             .schedule(deadline, self.token, Tag::Plumbing(number));
+    }
+}
+
+/// One summary line for the refusals of `log` not named one by one, if one is due:
+/// `WHAT: N more WHICH in the last S s, not logged one by one`.
+fn report_summary(log: &mut RefusalLog, now: Instant, what: &str, which: &str) {
+    if let Some(summary) = log.due_summary(now) {
+        warn!(
+            "{what}: {} more {which} in the last {:.1} s, not logged one by one",
+            summary.count,
+            now.saturating_duration_since(summary.since).as_secs_f64()
+        );
     }
 }
