@@ -41,6 +41,8 @@
 //!     before its client's bytes: a pure parser, fed piece by piece (`connection` reads it).
 //!   - `readiness` — the loop's copy of an event, and the `Verdict` a handler answers.
 //!   - `config` — the `reactor` command line: flags, defaults, ranges.
+//!   - `descriptors` — `RLIMIT_NOFILE`: the soft limit raised to the hard one at start, and
+//!     `--max-conns` checked against what the limit holds.
 //! - `services/` — the protocols, state machines that never touch a socket:
 //!   - `contract` — the door: `TcpService`, `UdpService`, `Env`, `Next`, `Output`, `Outbox`,
 //!     `TimerTag`, `ServiceSettings`, and for the metrics `Observation` (what a service reports

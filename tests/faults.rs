@@ -9,7 +9,6 @@ mod common;
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -207,20 +206,24 @@ fn connect_reset_connect_never_crosses_data_between_reused_slots() {
 
 #[test]
 fn out_of_descriptors_the_reactor_waits_without_spinning_and_serves_the_queue_later() {
-    // SAFETY: setrlimit is async-signal-safe, which is all pre_exec requires.
-    let reactor = Reactor::start_with(&["--idle-timeout-ms", "0"], |command| unsafe {
-        command.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 64,
-                rlim_max: 64,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    });
+    let reactor = Reactor::start(&["--idle-timeout-ms", "0"]);
+    // At start the reactor fits --max-conns under its limit (tests/descriptors.rs), so EMFILE
+    // comes from what it could not foresee: here, the limit lowered under it (`prlimit --pid`).
+    let limit = libc::rlimit {
+        rlim_cur: 64,
+        rlim_max: 64,
+    };
+    // SAFETY: prlimit reads one rlimit struct, which `limit` is; a null old-limit pointer is
+    // allowed.
+    let rc = unsafe {
+        libc::prlimit(
+            reactor.pid(),
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
     let baseline_fds = reactor.fd_count();
     let echo = reactor.addr("echo", "tcp");
     let clients: Vec<TcpStream> = (0..200)

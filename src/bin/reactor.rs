@@ -1,9 +1,11 @@
 //! `reactor`: every service of docs/PROTOCOLS.md from one thread and one `mio::Poll`.
 //!
-//! `main` only wires things up: parse the command line, send logs to stderr, bind every
-//! socket, announce each on stdout (`listening <service> <tcp|udp> <ip:port>`), then hand the
-//! thread to the loop until SIGINT/SIGTERM. Errors are one line on stderr: status 2 for a bad
-//! command line, 1 for anything that fails at run time.
+//! `main` only wires things up: parse the command line, send logs to stderr, raise the
+//! descriptor limit and check `--max-conns` against it, bind every socket, announce each on
+//! stdout (`listening <service> <tcp|udp> <ip:port>`), then hand the thread to the loop until
+//! SIGINT/SIGTERM. Errors are one line on stderr: status 2 for a bad command line (a
+//! `--max-conns` the descriptor limit cannot hold included), 1 for anything that fails at run
+//! time.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -14,6 +16,7 @@ use std::net::{IpAddr, ToSocketAddrs};
 
 use inetloop::server::activation::{self, Listen, PassedSocket};
 use inetloop::server::config::{BindTarget, Command, Config, LogTime, USAGE, parse_args};
+use inetloop::server::descriptors::{self, Fit, Needs, Raise};
 use inetloop::server::listen::{self, Proto};
 use inetloop::server::metrics::Board;
 use inetloop::server::privileges;
@@ -52,24 +55,54 @@ fn main() -> ExitCode {
     init_logging(&config);
     match serve(*config, &listen) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(Failure { status, message }) => {
             eprintln!("reactor: {message}");
-            ExitCode::from(1)
+            ExitCode::from(status)
         }
     }
 }
 
-fn serve(config: Config, listen: &Listen) -> Result<(), String> {
+/// Why `serve` ended early: one line for stderr and the exit status (PROTOCOLS.md §1.5).
+struct Failure {
+    status: u8,
+    message: String,
+}
+
+/// A failure at run time (status 1): most of what `serve` calls says only what went wrong.
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure { status: 1, message }
+    }
+}
+
+fn serve(mut config: Config, listen: &Listen) -> Result<(), Failure> {
+    // First, before any socket exists: every connection will need a descriptor.
+    let raise = descriptors::raise_soft_limit()
+        .map_err(|e| format!("cannot read RLIMIT_NOFILE (getrlimit): {e}"))?;
     // Looked up before any socket exists, so a typo fails at once.
     let identity = match &config.user {
         Some(user) => Some(privileges::look_up(user, config.group.as_deref())?),
         None => None,
     };
     let passed = activation::adopt(listen.descriptors(std::process::id())?, &config.services)?;
+    let addresses = if passed.is_empty() {
+        resolve(&config.bind)?
+    } else {
+        Vec::new()
+    };
+    // Each loop binds a TCP listener and a UDP socket per service and address, or serves its
+    // own duplicate of each socket the supervisor passed.
+    let sockets_per_loop = if passed.is_empty() {
+        config.services.len() * addresses.len() * 2
+    } else {
+        passed.len()
+    };
+    let needs = Needs::now(config.threads, sockets_per_loop, config.metrics.is_some());
+    let fit = fit_max_conns(&mut config, &needs, &raise)?;
     // Every loop's counters, which the metrics endpoint (on loop 1) reads.
     let board = Board::new(config.threads);
     let mut loops = if passed.is_empty() {
-        bind_loops(&config, &board, &resolve(&config.bind)?)?
+        bind_loops(&config, &board, &addresses)?
     } else {
         info!(
             "socket activation: serving the {} socket(s) the supervisor passed; binding nothing \
@@ -89,6 +122,14 @@ fn serve(config: Config, listen: &Listen) -> Result<(), String> {
     // The stdout contract: one line per bound socket, flushed before any client is served.
     // With --threads every loop has the same sockets; they are announced once.
     announce(loops.first().map(Reactor::bound).unwrap_or_default());
+    // Logged only now: a start that fails is one line on stderr (§1.5).
+    match raise {
+        Raise::Failed { .. } => warn!("{raise}"),
+        _ => info!("{raise}"),
+    }
+    if let Fit::Lowered { warning, .. } = fit {
+        warn!("{warning}");
+    }
     match activation::notify_ready(listen) {
         Ok(true) => info!("told the supervisor we are ready (sd_notify READY=1)"),
         Ok(false) => {}
@@ -100,7 +141,7 @@ fn serve(config: Config, listen: &Listen) -> Result<(), String> {
     );
 
     let mut loops = loops.into_iter();
-    let mut main_loop = loops.next().ok_or("no event loop")?;
+    let mut main_loop = loops.next().ok_or_else(|| "no event loop".to_string())?;
     let others = loops
         .enumerate()
         .map(|(i, mut reactor)| {
@@ -114,7 +155,7 @@ fn serve(config: Config, listen: &Listen) -> Result<(), String> {
     for (i, handle) in others.into_iter().enumerate() {
         match handle.join() {
             Ok(result) => result.map_err(|e| format!("event loop {}: {e}", i + 1))?,
-            Err(_) => return Err(format!("event loop {} panicked", i + 1)),
+            Err(_) => return Err(format!("event loop {} panicked", i + 1).into()),
         }
     }
     match main_loop.shutdown_took() {
@@ -122,6 +163,25 @@ fn serve(config: Config, listen: &Listen) -> Result<(), String> {
         None => info!("stopped"),
     }
     Ok(())
+}
+
+/// Checks `--max-conns` against the descriptor limit as `raise` left it, before any socket is
+/// bound: a value the user gave that cannot fit is a usage error (status 2, its one line on
+/// stderr); the default is lowered to what fits (the caller logs the warning once the start
+/// has succeeded) — a server should not refuse to start on its own default.
+fn fit_max_conns(config: &mut Config, needs: &Needs, raise: &Raise) -> Result<Fit, Failure> {
+    let fit = descriptors::fit(
+        needs,
+        config.settings.max_conns,
+        config.max_conns_given,
+        raise.soft(),
+        raise.hard(),
+    )
+    .map_err(|message| Failure { status: 2, message })?;
+    if let Fit::Lowered { to, .. } = fit {
+        config.settings.max_conns = to;
+    }
+    Ok(fit)
 }
 
 /// Every address to listen on: IPs as given, host names resolved now, once (`getaddrinfo`),

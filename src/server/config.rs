@@ -257,6 +257,10 @@ pub struct Config {
     /// `--metrics`: where the metrics endpoint listens (TCP only, loop 1), if anywhere.
     pub metrics: Option<SocketAddr>,
     pub settings: Settings,
+    /// Whether `--max-conns` was on the command line. A value the user chose that the
+    /// descriptor limit cannot hold is refused; the default is lowered to what fits instead
+    /// (a server should not refuse to start on its own default; see `descriptors.rs`).
+    pub max_conns_given: bool,
     pub log_level: LevelFilter,
     pub log_time: LogTime,
     /// Log the lines of dependencies (mio's registrations at trace level…), not only ours.
@@ -333,9 +337,10 @@ pub fn parse_args(mut args: Vec<OsString>) -> Result<Command, UsageError> {
             defaults.service.max_udp_sessions_per_ip,
         )?,
     };
+    let max_conns = optional_count(&mut args, "--max-conns", 1..=MAX_COUNT)?;
     let settings = Settings {
         service,
-        max_conns: count(&mut args, "--max-conns", 1..=MAX_COUNT, defaults.max_conns)?,
+        max_conns: max_conns.unwrap_or(defaults.max_conns),
         max_conns_per_ip: count(
             &mut args,
             "--max-conns-per-ip",
@@ -387,6 +392,7 @@ pub fn parse_args(mut args: Vec<OsString>) -> Result<Command, UsageError> {
         services,
         metrics,
         settings,
+        max_conns_given: max_conns.is_some(),
         log_level,
         log_time,
         log_deps,
@@ -536,10 +542,18 @@ fn count<T: TryFrom<u64>>(
     range: std::ops::RangeInclusive<u64>,
     default: T,
 ) -> Result<T, UsageError> {
-    match ranged(args, flag, range)? {
-        Some(n) => T::try_from(n).map_err(|_| UsageError(format!("{flag}: {n} is too large"))),
-        None => Ok(default),
-    }
+    Ok(optional_count(args, flag, range)?.unwrap_or(default))
+}
+
+/// A count in `range` (which fits `T`), if the flag is given.
+fn optional_count<T: TryFrom<u64>>(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<T>, UsageError> {
+    ranged(args, flag, range)?
+        .map(|n| T::try_from(n).map_err(|_| UsageError(format!("{flag}: {n} is too large"))))
+        .transpose()
 }
 
 /// A duration in milliseconds, from `min` to a day.

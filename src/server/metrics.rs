@@ -15,6 +15,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use super::descriptors;
 use super::exposition::{Exposition, Kind, Label, Value};
 use super::listen::Proto;
 use super::totals::{CloseReason, Dropped, Histogram, Refused, ServiceTotals, Totals, Uptime};
@@ -521,11 +522,8 @@ impl ProcessFigures {
                 .zip(field(15))
                 .zip(ticks)
                 .map(|((user, system), ticks)| (user + system) as f64 / ticks),
-            // read_dir holds a descriptor of its own while listing: not one of ours.
-            open_fds: std::fs::read_dir("/proc/self/fd")
-                .ok()
-                .map(|entries| (entries.count() as u64).saturating_sub(1)),
-            max_fds: open_files_limit(),
+            open_fds: descriptors::open_count(),
+            max_fds: descriptors::limits().ok().map(|limits| limits.soft),
             resident_bytes: field(24).zip(page).map(|(pages, size)| pages * size),
             virtual_bytes: field(23),
         }
@@ -537,17 +535,6 @@ fn sysconf(name: libc::c_int) -> Option<u64> {
     // SAFETY: sysconf reads a system constant; it has no memory-safety preconditions.
     let value = unsafe { libc::sysconf(name) };
     u64::try_from(value).ok().filter(|&v| v > 0)
-}
-
-/// The soft `RLIMIT_NOFILE`.
-fn open_files_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit struct, which `limit` is.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (rc == 0).then_some(limit.rlim_cur)
 }
 
 /// When the machine booted, in seconds since the Unix epoch (`btime` in `/proc/stat`).

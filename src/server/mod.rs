@@ -5,6 +5,7 @@ pub mod access;
 pub mod activation;
 pub mod config;
 pub mod connection;
+pub mod descriptors;
 pub mod exposition;
 pub mod handler;
 pub mod listen;
