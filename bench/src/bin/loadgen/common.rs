@@ -1,7 +1,8 @@
 //! What every scenario shares: the one-line report, histograms, descriptor and CPU accounting.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -128,6 +129,23 @@ pub fn nofile_hard() -> u64 {
         return 1024;
     }
     limit.rlim_max
+}
+
+/// A UDP socket connected to `server`, the `i`-th of a set spread over `src_ips` loopback
+/// addresses (127.0.0.1, 127.0.0.2, …, round robin; IPv6 has only `::1`). The reactor limits
+/// UDP per source IP (sessions, datagrams a second): one address for every socket would
+/// measure those limits, not the server. Connected, so `send`/`recv` need no address and only
+/// the server's datagrams arrive.
+pub fn udp_socket(server: SocketAddr, src_ips: u8, i: usize) -> io::Result<mio::net::UdpSocket> {
+    let local: IpAddr = match server.ip() {
+        IpAddr::V4(_) => {
+            Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(src_ips.max(1))) as u8).into()
+        }
+        IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+    };
+    let socket = mio::net::UdpSocket::bind(SocketAddr::new(local, 0))?;
+    socket.connect(server)?;
+    Ok(socket)
 }
 
 /// User + system CPU time of this process so far (all threads).

@@ -29,7 +29,7 @@
 //! measure the cap, not the server.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -529,7 +529,7 @@ fn open(args: &WorkerArgs, i: usize, s: &mut Session, poll: &Poll, tally: &mut T
             s.state = State::Connecting;
             Ok(Sock::Tcp(stream))
         }),
-        Proto::Udp => udp_socket(args, i).and_then(|mut socket| {
+        Proto::Udp => common::udp_socket(args.addr, args.src_ips, i).and_then(|mut socket| {
             poll.registry()
                 .register(&mut socket, Token(i), Interest::READABLE)?;
             socket.send(greeting(i).trim_end().as_bytes())?;
@@ -543,17 +543,6 @@ fn open(args: &WorkerArgs, i: usize, s: &mut Session, poll: &Poll, tally: &mut T
         Ok(sock) => s.sock = Some(sock),
         Err(e) => fail(s, tally, &format!("open: {e}")),
     }
-}
-
-/// A UDP socket bound to one of the `--src-ips` loopback addresses and connected to the server.
-fn udp_socket(args: &WorkerArgs, i: usize) -> io::Result<UdpSocket> {
-    let local: IpAddr = match args.addr.ip() {
-        IpAddr::V4(_) => Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(args.src_ips)) as u8).into(),
-        IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-    };
-    let socket = UdpSocket::bind(SocketAddr::new(local, 0))?;
-    socket.connect(args.addr)?;
-    Ok(socket)
 }
 
 fn fail(s: &mut Session, tally: &mut Tally, reason: &str) {
