@@ -130,11 +130,14 @@ fn words_show_one_time_session_from_accept_to_close() {
         line.ends_with(": short read: drained") || line.ends_with(": read → WouldBlock: drained")
     };
     let wrote_20 = action("wrote 20 bytes");
-    // The loop slept until the tick: the wakeup says so, naming the timer and its owner.
+    // The loop slept until the tick, and the timerfd woke it: the wakeup says so, naming the
+    // timer and its owner.
     let woke_for_the_tick = |line: &str| {
         line.starts_with("wakeup #")
-            && line.contains(": no events, timeout was ")
-            && line.ends_with(&format!("(next timer: tick 2/2 of {label})"))
+            && line.contains(", timeout was ")
+            && line.ends_with(&format!(
+                " on the timerfd (next timer: tick 2/2 of {label})"
+            ))
     };
     let wrote_30 = action("wrote 30 bytes");
     let fin = action("sent FIN");
@@ -181,6 +184,13 @@ fn words_show_one_time_session_from_accept_to_close() {
         all.iter()
             .any(|t| t.ends_with(": accept → WouldBlock: backlog drained")),
         "draining the backlog is traced"
+    );
+    // The timerfd's own event follows the wakeups it caused.
+    assert!(
+        all.iter()
+            .any(|t| t.trim_start().ends_with(" alarm (timerfd): readable")),
+        "the timerfd's event is traced:\n{}",
+        all.join("\n")
     );
     // Before anyone connected, nothing was due: the first wakeup slept without a timeout.
     assert!(
@@ -266,7 +276,14 @@ const COMMON_KEYS: [&str; 4] = ["kind", "t_us", "text", "wakeup"];
 
 fn kind_keys(kind: &str) -> &'static [&'static str] {
     match kind {
-        "wakeup" => &["events", "interrupted", "slept_us", "timeout_us", "why"],
+        "wakeup" => &[
+            "events",
+            "interrupted",
+            "slept_us",
+            "timeout_us",
+            "timerfd",
+            "why",
+        ],
         "event" => &["flags", "token", "what"],
         "action" => &["token", "what"],
         "timer" => &["name", "token", "what"],
