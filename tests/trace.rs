@@ -460,3 +460,55 @@ fn the_json_reader_of_these_tests_is_strict() {
         assert!(json::parse(bad).is_err(), "{bad:?} was accepted");
     }
 }
+
+/// Once a write said `WouldBlock`, the plumbing waits for the socket's writable edge before it
+/// tries another: between two `write → WouldBlock` lines of a connection there is always a
+/// writable event for it (a `write` in between could only be refused again).
+#[test]
+fn a_refused_write_is_not_tried_again_before_the_writable_edge() {
+    let reactor = Reactor::start(&["--sndbuf", "4096", "--trace-events"]);
+    let mut stream = tcp(reactor.addr("echo", "tcp"));
+    let me = stream.local_addr().unwrap();
+    // Fill both directions without reading: echo's output blocks, then its input stops.
+    let sent = common::fill_until_stalled(&mut stream, 4 << 20);
+    let mut echoed = vec![0u8; sent];
+    std::io::Read::read_exact(&mut stream, &mut echoed).expect("every byte echoed");
+    drop(stream);
+    let accepted = format!("accepted echo tcp {me}");
+    let log = reactor.log_when("the connection closed", |log| {
+        label_of(log, &accepted).is_some_and(|label| {
+            log.lines()
+                .any(|line| line.ends_with(&format!("{label}: deregistered and closed")))
+        })
+    });
+    let label = label_of(&log, &accepted).unwrap();
+    let lines: Vec<&str> = trace_lines(&log)
+        .into_iter()
+        .map(|(_, text)| text)
+        .filter(|text| mentions(text, &label))
+        .collect();
+    let refused = format!("    {label}: write → WouldBlock: ");
+    let writable_event = |line: &str| {
+        line.starts_with(&format!("  {label} echo tcp {me}: ")) && line.contains("writable")
+    };
+    let mut refusals = 0;
+    let mut waiting_for_edge = false;
+    for line in &lines {
+        if line.starts_with(&refused) {
+            assert!(
+                !waiting_for_edge,
+                "a write tried again before the writable edge:\n{}",
+                lines.join("\n")
+            );
+            waiting_for_edge = true;
+            refusals += 1;
+        } else if writable_event(line) {
+            waiting_for_edge = false;
+        }
+    }
+    assert!(
+        refusals > 0,
+        "the output never blocked:\n{}",
+        lines.join("\n")
+    );
+}

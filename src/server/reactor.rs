@@ -303,7 +303,9 @@ impl Reactor {
             let mut verdict = Verdict::Keep;
             let filed = self.entries.insert_with(|key| {
                 let token = Token(key);
-                registry.register(&mut accepted.stream, token, Interest::READABLE)?;
+                // Both directions, once (edge-triggered): see `connection.rs` on writing.
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                registry.register(&mut accepted.stream, token, interest)?;
                 let mut cx = Context {
                     token,
                     registry,

@@ -156,7 +156,8 @@ pub enum Act<'a> {
     WriteBlocked { pending: usize },
     /// Output queued behind output already waiting (no `write` tried).
     Queued { bytes: usize, pending: usize },
-    /// `WRITABLE` added to (true) or removed from the interest (`epoll_ctl(MOD)`).
+    /// Output started (true) or stopped waiting for a writable edge. No syscall: `WRITABLE`
+    /// is registered once, at the accept (`connection.rs`).
     Writable(bool),
     /// `shutdown(SHUT_WR)`: FIN after the last byte.
     Fin,
@@ -258,8 +259,8 @@ impl Display for Act<'_> {
                     "queued {bytes} bytes behind pending output ({pending} bytes pending)"
                 )
             }
-            Act::Writable(true) => f.write_str("WRITABLE interest on"),
-            Act::Writable(false) => f.write_str("WRITABLE interest off"),
+            Act::Writable(true) => f.write_str("output waits for WRITABLE"),
+            Act::Writable(false) => f.write_str("output drained: no longer waiting for WRITABLE"),
             Act::Fin => f.write_str("sent FIN"),
             Act::Closed => f.write_str("deregistered and closed"),
             Act::Received { bytes, from } => write!(f, "received {bytes} bytes from {from}"),

@@ -147,15 +147,17 @@ pub struct Alarm {
 }
 
 impl Alarm {
-    /// Creates the timerfd and registers it under [`ALARM`]; without one (not Linux, or the
-    /// kernel refused) the alarm falls back to the poll timeout and says so in the debug log.
-    pub fn new(registry: &Registry) -> Self {
+    /// Creates the timerfd and registers it under [`ALARM`] if `precise` (not
+    /// `--coarse-timers`); without one (not asked for, not Linux, or the kernel refused) the
+    /// alarm is the poll timeout, and a refusal is said in the debug log.
+    pub fn new(registry: &Registry, precise: bool) -> Self {
         #[cfg(target_os = "linux")]
         {
             let (origin, origin_monotonic) = timerfd::now_on_both_clocks();
-            let timerfd = match timerfd::TimerFd::new(registry) {
-                Ok(timerfd) => Some(timerfd),
-                Err(e) => {
+            let timerfd = match precise.then(|| timerfd::TimerFd::new(registry)) {
+                None => None,
+                Some(Ok(timerfd)) => Some(timerfd),
+                Some(Err(e)) => {
                     log::debug!(
                         "timerfd: {e}; timers wake the loop by the poll timeout (1 ms steps)"
                     );
@@ -170,7 +172,7 @@ impl Alarm {
         }
         #[cfg(not(target_os = "linux"))]
         {
-            let _ = registry;
+            let _ = (registry, precise);
             let origin = Instant::now();
             Alarm {
                 grid: Grid::new(origin, Duration::ZERO),
@@ -440,7 +442,7 @@ mod tests {
     fn the_timerfd_wakes_a_poll_that_has_no_timeout_and_never_early() {
         use mio::{Events, Poll};
         let mut poll = Poll::new().unwrap();
-        let mut alarm = Alarm::new(poll.registry());
+        let mut alarm = Alarm::new(poll.registry(), true);
         let mut events = Events::with_capacity(8);
         for _ in 0..5 {
             let now = Instant::now();
@@ -466,5 +468,15 @@ mod tests {
         poll.poll(&mut events, Some(Duration::from_millis(20)))
             .unwrap();
         assert!(events.is_empty(), "an idle loop is not woken");
+    }
+
+    #[test]
+    fn coarse_timers_leave_the_wait_to_the_poll_timeout() {
+        let poll = mio::Poll::new().unwrap();
+        let mut alarm = Alarm::new(poll.registry(), false);
+        let now = Instant::now();
+        let (timeout, meant) = alarm.prepare(Some(now + us(1_300)), now);
+        assert!(timeout.is_some_and(|timeout| timeout >= us(1_300)));
+        assert_eq!(timeout, meant);
     }
 }

@@ -22,7 +22,7 @@ impl Reactor {
         // Numbered in the trace (and the status line) only when there are several.
         shared.trace.set_loop(number, loops);
         let poll = Poll::new()?;
-        let alarm = Alarm::new(poll.registry());
+        let alarm = Alarm::new(poll.registry(), !shared.settings.coarse_timers);
         Ok(Reactor {
             poll,
             entries: Slots::default(),
