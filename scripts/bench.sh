@@ -3,20 +3,24 @@
 #
 #   scripts/bench.sh            full run (about 5 minutes once built)
 #   scripts/bench.sh --quick    smoke run (about 1.5 minutes): shorter runs, fewer sessions
+#   BENCH_ONLY=udp-echo scripts/bench.sh [--quick]   one scenario (pingpong, syscalls, stream,
+#                               udp-echo, time, scale, idle, tcpkali) and the targets it measures
 #
 # Builds everything in release mode (the reactor and the examples at the root, the bench crate
-# in bench/, the C epoll echo server with cc -O2), installs the Debian tools it needs (strace;
-# tcpkali where Debian packages it), then runs each scenario against each server in turn and
-# prints one markdown table per scenario on stdout, each figure with its ratio to the reactor.
+# in bench/, the C epoll echo servers, TCP and UDP, with cc -O2), installs the Debian tools it
+# needs (strace; tcpkali where Debian packages it), then runs each scenario against each server
+# in turn and prints one markdown table per scenario on stdout, each figure with its ratio to
+# the reactor.
 # Progress goes to stderr; every server's stdout/stderr and every raw loadgen line are kept in
 # bench/target/bench-logs/<time>/.
 #
 # Servers: reactor (1 thread), the same with the kernel's buffer autotuning (reactor-autotune)
 # and with its metrics endpoint on and scraped once a second (reactor-metrics),
 # reactor --threads 2 ("n/a" if it has no such flag), the C epoll
-# echo server (echo only), tokio current-thread (tokio-echo, tokio-time), and the thread-per-
-# client example (target/release/examples/03_thread_per_client, or $TPC_BIN; "n/a" if absent).
-# All traffic stays on 127.0.0.1; every run is bounded in time (the load generator's waits are
+# echo servers (echo only: epoll_echo.c over TCP, epoll_udp_echo.c over UDP), tokio
+# current-thread (tokio-echo, tokio-echo --udp, tokio-time), and the thread-per-client example
+# (target/release/examples/03_thread_per_client, or $TPC_BIN; "n/a" if absent).
+# All traffic stays on 127.0.0.0/8; every run is bounded in time (the load generator's waits are
 # bounded, and each server is stopped at the end of its scenario, killed if it does not stop).
 set -euo pipefail
 
@@ -24,7 +28,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/bench-logs\/<time>/p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 quick=0
@@ -42,16 +46,22 @@ while (($#)); do
     esac
     shift
 done
+scenarios=(pingpong syscalls stream udp-echo time scale idle tcpkali)
+if [[ -n ${BENCH_ONLY:-} && " ${scenarios[*]} " != *" $BENCH_ONLY "* ]]; then
+    echo "bench: BENCH_ONLY='$BENCH_ONLY' is none of: ${scenarios[*]}" >&2
+    exit 2
+fi
 
 # ---- Scenario sizes --------------------------------------------------------------------------
 if ((quick)); then
-    pp_rounds=2 pp_secs=1 sc_secs=1 st_rounds=1 st_secs=2 ts_tcp=2000 ts_udp=2000 ts_ticks=3 idle_secs=2
-    tx_sessions=10000 tx_ticks=2
+    pp_rounds=2 pp_secs=1 sc_secs=1 st_rounds=1 st_secs=2 ue_rounds=2 ue_secs=1
+    ts_tcp=2000 ts_udp=2000 ts_ticks=3 idle_secs=2 tx_sessions=10000 tx_ticks=2
 else
-    pp_rounds=5 pp_secs=2 sc_secs=3 st_rounds=2 st_secs=3 ts_tcp=10000 ts_udp=10000 ts_ticks=10 idle_secs=5
-    tx_sessions=100000 tx_ticks=3
+    pp_rounds=5 pp_secs=2 sc_secs=3 st_rounds=2 st_secs=3 ue_rounds=5 ue_secs=2
+    ts_tcp=10000 ts_udp=10000 ts_ticks=10 idle_secs=5 tx_sessions=100000 tx_ticks=3
 fi
 pp_conns=100 pp_size=64 st_conns=50 st_write=16384 ts_interval=1000
+ue_peers=100 ue_inflight=4 ue_size=64
 # The time-scale load is exactly the reactor's default limits (10,000 connections, 10,000 UDP
 # sessions) and comes from 100 addresses: give it headroom, as an operator expecting it would
 # (--max-conns within the descriptor limit: one the limit cannot hold is refused at start).
@@ -59,11 +69,11 @@ reactor_headroom=(--max-conns $((ts_tcp * 3 / 2)) --max-conns-per-ip 30000 --max
     --max-udp-sessions-per-ip 30000 --udp-rate-per-ip 0)
 
 # The 100,000-session scale ("tx"). Every TCP session is a descriptor of the server's, and the
-# hard RLIMIT_NOFILE (20,000 on the bench machine) is no more raisable for the server than for
-# anyone: the servers hold as many TCP sessions as their own limit allows, less 100 for their
-# other descriptors (the reactor's listeners, poller, signal pipe, stdio and spares are about 25),
-# and the rest are UDP sessions, which cost no descriptor on the server (one socket serves them
-# all). --quick keeps the full run's mix at a tenth of the size.
+# hard RLIMIT_NOFILE (20,000 on the bench machine) cannot be raised here: the servers hold as
+# many TCP sessions as their own limit allows, less 100 for their other descriptors (the
+# reactor's listeners, poller, timerfd, signal pipe, stdio and spares are about 25), and the
+# rest are UDP sessions, which cost no descriptor on the server (one socket serves them all).
+# --quick keeps the full run's mix at a tenth of the size.
 nofile=$(ulimit -Hn)
 [[ $nofile =~ ^[0-9]+$ ]] || nofile=1048576 # "unlimited"
 tx_tcp=$((nofile - 100 < 100000 ? nofile - 100 : 100000))
@@ -94,6 +104,11 @@ tpc_tcp=$((max_maps * 9 / 40 < tx_tcp ? max_maps * 9 / 40 : tx_tcp))
 # The echo loads come from one address too (100 connections): with --threads 2 each loop's
 # share of the per-source cap would be 50, and the kernel's hash does not split them evenly.
 echo_headroom=(--max-conns-per-ip 1000)
+# The UDP echo load sends about 3,000 datagrams a second from each of its 100 source addresses;
+# the reactor serves (and sends to) 100 a second per address by default (--udp-rate-per-ip, its
+# reflection and flood guard) and would drop the rest unanswered: the table would measure the
+# limit. 0 turns it off, as for a trusted client on loopback.
+udp_echo_headroom=(--udp-rate-per-ip 0)
 
 started=$SECONDS
 logs=$root/bench/target/bench-logs/$(date +%Y%m%d-%H%M%S)
@@ -169,16 +184,18 @@ if command -v perf >/dev/null &&
 fi
 
 # ---- Build -----------------------------------------------------------------------------------
-say "building (release): reactor and examples, bench crate, C epoll echo"
+say "building (release): reactor and examples, bench crate, C epoll echo (TCP and UDP)"
 cargo build --release --quiet --bins --examples
 cargo build --release --quiet --manifest-path bench/Cargo.toml
 cc -O2 -Wall -o bench/target/epoll_echo bench/c/epoll_echo.c
+cc -O2 -Wall -o bench/target/epoll_udp_echo bench/c/epoll_udp_echo.c
 
 reactor=$root/target/release/reactor
 loadgen=$root/bench/target/release/loadgen
 tokio_echo=$root/bench/target/release/tokio-echo
 tokio_time=$root/bench/target/release/tokio-time
 c_echo=$root/bench/target/epoll_echo
+c_udp_echo=$root/bench/target/epoll_udp_echo
 tpc=${TPC_BIN:-$root/target/release/examples/03_thread_per_client}
 clk_tck=$(getconf CLK_TCK)
 
@@ -286,8 +303,8 @@ run_loadgen() {
 # Why a server has no figures (set by start_for).
 declare -A na
 # start_for NAME KIND...: starts server NAME (reactor, reactor-2t, c-epoll, tokio, thread-per-client)
-# for KIND echo, time (the time-stream scale) or scale (the same at 100,000 sessions); returns
-# non-zero (with na[NAME] set) when it cannot run.
+# for KIND echo (TCP), udp-echo, time (the time-stream scale) or scale (the same at 100,000
+# sessions); returns non-zero (with na[NAME] set) when it cannot run.
 start_for() {
     local name=$1 kind=$2 status=0 cmd=() service=${2/scale/time}
     unset "na[$name]"
@@ -306,12 +323,16 @@ start_for() {
         "${echo_headroom[@]}" -q) ;;
     reactor/time) cmd=("$reactor" --time 0 --echo off --daytime off --rfc868 off
         --ticks "$ts_ticks" --interval-ms "$ts_interval" "${reactor_headroom[@]}" -q) ;;
+    reactor/udp-echo) cmd=("$reactor" --time off --echo 0 --daytime off --rfc868 off
+        "${udp_echo_headroom[@]}" -q) ;;
     reactor-2t/time) cmd=("$reactor" --threads 2 --time 0 --echo off --daytime off --rfc868 off
         --ticks "$ts_ticks" --interval-ms "$ts_interval" "${reactor_headroom[@]}" -q) ;;
     reactor/scale) cmd=("$reactor" --time 0 --echo off --daytime off --rfc868 off
         --ticks "$tx_ticks" --interval-ms "$tx_interval" "${reactor_scale[@]}" -q) ;;
     c-epoll/echo) cmd=("$c_echo") ;;
+    c-epoll/udp-echo) cmd=("$c_udp_echo") ;;
     tokio/echo) cmd=("$tokio_echo") ;;
+    tokio/udp-echo) cmd=("$tokio_echo" --udp) ;;
     tokio/time) cmd=("$tokio_time" --ticks "$ts_ticks" --interval-ms "$ts_interval") ;;
     tokio/scale) cmd=("$tokio_time" --ticks "$tx_ticks" --interval-ms "$tx_interval") ;;
     thread-per-client/echo) cmd=("$tpc" --time off --echo 0 --ticks 1 --interval-ms 1000) ;;
@@ -325,6 +346,7 @@ start_for() {
     fi
     local patterns=("^listening $service tcp ")
     [[ $name == thread-per-client || $kind == echo ]] || patterns+=("^listening $service udp ")
+    [[ $kind != udp-echo ]] || patterns=("^listening echo udp ")
     [[ $name != reactor-metrics ]] || patterns+=("^listening metrics tcp ")
     start_server "$name-$kind" "${patterns[@]}" -- "${cmd[@]}" || status=$?
     if ((status == 2)) && [[ $name == reactor-2t ]]; then
@@ -355,12 +377,18 @@ scrape_every_second() {
 }
 
 echo_servers=(reactor reactor-autotune reactor-metrics reactor-2t c-epoll tokio thread-per-client)
+udp_echo_servers=(reactor c-epoll tokio)
 time_servers=(reactor reactor-2t tokio thread-per-client)
 declare -A R # results: R[scenario.server.field]
 
 # ---- Scenario 1: echo ping-pong --------------------------------------------------------------
 # add KEY VALUE: R[KEY] += VALUE (empty VALUE adds nothing).
 add() { R[$1]=$(calc "${R[$1]:-0} + ${2:-0}"); }
+# range_of NUMBERS: "lowest–highest" of a space-separated list; empty for fewer than two.
+range_of() {
+    # shellcheck disable=SC2086 # the list is space-separated numbers
+    printf '%s\n' $1 | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR > 1) printf "%.0f–%.0f", lo, hi }'
+}
 
 scenario_pingpong() {
     local s line c0 c1 round
@@ -391,9 +419,7 @@ scenario_pingpong() {
         done
     done
     for s in "${echo_servers[@]}"; do
-        # shellcheck disable=SC2086 # the list is space-separated numbers
-        R[pp.$s.range]=$(printf '%s\n' ${R[pp.$s.rates]:-} | sort -g |
-            awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR > 1) printf "%.0f–%.0f", lo, hi }')
+        R[pp.$s.range]=$(range_of "${R[pp.$s.rates]:-}")
         R[pp.$s.cpu_pct]=$(calc "${R[pp.$s.cpu]:-@} / ${R[pp.$s.secs]:-@} * 100")
         R[pp.$s.us_per_msg]=$(calc "${R[pp.$s.cpu]:-@} / ${R[pp.$s.msgs]:-@} * 1e6")
     done
@@ -533,7 +559,64 @@ scenario_stream() {
     done
 }
 
-# ---- Scenario 4: time-stream scale -----------------------------------------------------------
+# ---- Scenario 4: UDP echo --------------------------------------------------------------------
+scenario_udp_echo() {
+    local s line c0 c1 round
+    # Interleaved rounds, best one reported, as for ping-pong.
+    for ((round = 1; round <= ue_rounds; round++)); do
+        for s in "${udp_echo_servers[@]}"; do
+            start_for "$s" udp-echo || continue
+            say "UDP echo: $s, round $round/$ue_rounds (${ue_peers} peers × ${ue_inflight} in flight × ${ue_size} B, ${ue_secs} s)"
+            c0=$(cpu_ticks "$server_pid")
+            line=$(run_loadgen "udp-echo-$s" udp-echo --addr "$(addr_of echo udp)" \
+                --peers "$ue_peers" --inflight "$ue_inflight" --size "$ue_size" --secs "$ue_secs")
+            c1=$(cpu_ticks "$server_pid")
+            stop_server "$server_pid"
+            [[ -n $line ]] || continue
+            R[ue.$s.rates]+=" $(kv replies_per_s "$line")"
+            if [[ $(calc "$(kv replies_per_s "$line") > ${R[ue.$s.rate]:-0}") == 1 ]]; then
+                R[ue.$s.rate]=$(kv replies_per_s "$line")
+                R[ue.$s.p50]=$(kv p50_us "$line")
+                R[ue.$s.p99]=$(kv p99_us "$line")
+                R[ue.$s.client]=$(kv client_cpu_pct "$line")
+            fi
+            add "ue.$s.replies" "$(kv replies "$line")"
+            add "ue.$s.secs" "$(kv secs "$line")"
+            add "ue.$s.failed" "$(kv failed "$line")"
+            add "ue.$s.lost" "$(kv lost "$line")"
+            add "ue.$s.cpu" "$(calc "($c1 - $c0) / $clk_tck")"
+        done
+    done
+    for s in "${udp_echo_servers[@]}"; do
+        R[ue.$s.range]=$(range_of "${R[ue.$s.rates]:-}")
+        R[ue.$s.cpu_pct]=$(calc "${R[ue.$s.cpu]:-@} / ${R[ue.$s.secs]:-@} * 100")
+        R[ue.$s.us_per_dgram]=$(calc "${R[ue.$s.cpu]:-@} / ${R[ue.$s.replies]:-@} * 1e6")
+    done
+    local base_rate=${R[ue.reactor.rate]:-} base_cpu=${R[ue.reactor.us_per_dgram]:-}
+    echo
+    echo "### UDP echo: ${ue_size}-byte datagrams, ${ue_inflight} in flight per peer, ${ue_peers} peers, $((ue_rounds * ue_secs)) s"
+    echo
+    echo "Each peer is a socket of its own (spread over 127.0.0.1–127.0.0.100); a datagram unanswered"
+    echo "for 50 ms is lost and replaced. Replies/s, p50, p99 and loadgen CPU are the best round's; server"
+    echo "CPU per datagram echoed is over all rounds (utime + stime from /proc), and so are failed and lost."
+    echo
+    echo "| server | replies/s | × reactor | range of rounds | p50 µs | p99 µs | server CPU µs/datagram | × reactor | server CPU | loadgen CPU | failed / lost |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for s in "${udp_echo_servers[@]}"; do
+        if [[ -n ${na[$s]:-} ]]; then
+            echo "| $s | ${na[$s]} | | | | | | | | | |"
+            continue
+        fi
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s %% | %s %% | %s / %s |\n' "$s" \
+            "$(fmt 0 "${R[ue.$s.rate]:-}")" "$(ratio "${R[ue.$s.rate]:-}" "$base_rate")" "${R[ue.$s.range]:-–}" \
+            "$(fmt 0 "${R[ue.$s.p50]:-}")" "$(fmt 0 "${R[ue.$s.p99]:-}")" \
+            "$(fmt 2 "${R[ue.$s.us_per_dgram]:-}")" "$(ratio "${R[ue.$s.us_per_dgram]:-}" "$base_cpu")" \
+            "$(fmt 0 "${R[ue.$s.cpu_pct]:-}")" "$(fmt 0 "${R[ue.$s.client]:-}")" \
+            "$(fmt 0 "${R[ue.$s.failed]:-}")" "$(fmt 0 "${R[ue.$s.lost]:-}")"
+    done
+}
+
+# ---- Scenario 5: time-stream scale -----------------------------------------------------------
 # idle_check PID LABEL: syscalls of an idle server over `idle_secs` (strace -c -f).
 idle_check() {
     local pid=$1 label=$2 file=$logs/idle-$2.txt status=0
@@ -746,7 +829,7 @@ scenario_scale() {
     time_table tx "${scale_servers[@]}"
 }
 
-# ---- Scenario 5: idle wakeups ----------------------------------------------------------------
+# ---- Scenario 6: idle wakeups ----------------------------------------------------------------
 scenario_idle() {
     say "idle check: a fresh reactor, every service on (${idle_secs} s under strace -c)"
     if start_server reactor-idle "^listening rfc868 udp " -- \
@@ -768,7 +851,7 @@ scenario_idle() {
     done
 }
 
-# ---- Scenario 6: third-party cross-check (tcpkali) -------------------------------------------
+# ---- Scenario 7: third-party cross-check (tcpkali) -------------------------------------------
 scenario_tcpkali() {
     echo
     echo "### Cross-check with a third-party load generator"
@@ -801,7 +884,7 @@ verdict() { # verdict VALUE OP LIMIT
 }
 
 targets() {
-    local r_c r_t cpu_c sys ticks_ok threads_r buf_pp buf_st metrics_pp tx_all
+    local r_c r_t cpu_c sys ticks_ok threads_r buf_pp buf_st metrics_pp ue_cpu_c ue_r_t tx_all
     r_c=$(calc "${R[pp.reactor.rate]:-@} / ${R[pp.c-epoll.rate]:-@}")
     r_t=$(calc "${R[pp.reactor.rate]:-@} / ${R[pp.tokio.rate]:-@}")
     cpu_c=$(calc "${R[pp.reactor.us_per_msg]:-@} / ${R[pp.c-epoll.us_per_msg]:-@}")
@@ -811,6 +894,8 @@ targets() {
     buf_pp=$(calc "${R[pp.reactor.rate]:-@} / ${R[pp.reactor-autotune.rate]:-@}")
     buf_st=$(calc "${R[st.reactor.mbs]:-@} / ${R[st.reactor-autotune.mbs]:-@}")
     metrics_pp=$(calc "${R[pp.reactor-metrics.rate]:-@} / ${R[pp.reactor.rate]:-@}")
+    ue_cpu_c=$(calc "${R[ue.reactor.us_per_dgram]:-@} / ${R[ue.c-epoll.us_per_dgram]:-@}")
+    ue_r_t=$(calc "${R[ue.reactor.rate]:-@} / ${R[ue.tokio.rate]:-@}")
     # Every tick of every session: the sessions held count as much as the ticks.
     tx_all=$(calc "(${R[tx.reactor.ticks]:-@} / ${R[tx.reactor.expected]:-@}) * (${R[tx.reactor.count]:-@} >= $tx_sessions)")
     echo
@@ -834,6 +919,8 @@ targets() {
     echo "| bounded socket buffers vs autotuning, streaming MB/s ≥ 0.95× | $(fmt 3 "$buf_st")× | $(verdict "$buf_st" '>=' 0.95) |"
     echo "| --metrics on (scraped each second) vs off, ping-pong msgs/s ≥ 0.98× | ${na[reactor-metrics]:-$(fmt 3 "$metrics_pp")×} | $(verdict "$metrics_pp" '>=' 0.98) |"
     echo "| --threads 2 vs 1, ping-pong msgs/s | ${na[reactor-2t]:-$(fmt 2 "$threads_r")×} | info |"
+    echo "| UDP echo: server CPU per datagram ≤ 1.0× C epoll | $(fmt 3 "$ue_cpu_c")× | $(verdict "$ue_cpu_c" '<=' 1.0) |"
+    echo "| UDP echo: replies/s, reactor / tokio current-thread | $(fmt 2 "$ue_r_t")× | info |"
 }
 
 # ---- Run -------------------------------------------------------------------------------------
@@ -845,13 +932,11 @@ echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on
 if [[ -n ${TPC_BIN:-} ]]; then
     echo "thread-per-client: \`$TPC_BIN\` (TPC_BIN)"
 fi
-scenario_pingpong
-scenario_syscalls
-scenario_stream
-scenario_time
-scenario_scale
-scenario_idle
-scenario_tcpkali
+# BENCH_ONLY=NAME runs that one scenario (the targets table then says "not measured" for the rest).
+for scenario in "${scenarios[@]}"; do
+    [[ -z ${BENCH_ONLY:-} || $BENCH_ONLY == "$scenario" ]] || continue
+    "scenario_${scenario//-/_}"
+done
 targets
 echo
 echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); raw results in bench/target/bench-logs/${logs##*/}/."

@@ -130,11 +130,14 @@ fn words_show_one_time_session_from_accept_to_close() {
         line.ends_with(": short read: drained") || line.ends_with(": read → WouldBlock: drained")
     };
     let wrote_20 = action("wrote 20 bytes");
-    // The loop slept until the tick: the wakeup says so, naming the timer and its owner.
+    // The loop slept until the tick, and the timerfd woke it: the wakeup says so, naming the
+    // timer and its owner.
     let woke_for_the_tick = |line: &str| {
         line.starts_with("wakeup #")
-            && line.contains(": no events, timeout was ")
-            && line.ends_with(&format!("(next timer: tick 2/2 of {label})"))
+            && line.contains(", timeout was ")
+            && line.ends_with(&format!(
+                " on the timerfd (next timer: tick 2/2 of {label})"
+            ))
     };
     let wrote_30 = action("wrote 30 bytes");
     let fin = action("sent FIN");
@@ -181,6 +184,13 @@ fn words_show_one_time_session_from_accept_to_close() {
         all.iter()
             .any(|t| t.ends_with(": accept → WouldBlock: backlog drained")),
         "draining the backlog is traced"
+    );
+    // The timerfd's own event follows the wakeups it caused.
+    assert!(
+        all.iter()
+            .any(|t| t.trim_start().ends_with(" alarm (timerfd): readable")),
+        "the timerfd's event is traced:\n{}",
+        all.join("\n")
     );
     // Before anyone connected, nothing was due: the first wakeup slept without a timeout.
     assert!(
@@ -266,7 +276,14 @@ const COMMON_KEYS: [&str; 4] = ["kind", "t_us", "text", "wakeup"];
 
 fn kind_keys(kind: &str) -> &'static [&'static str] {
     match kind {
-        "wakeup" => &["events", "interrupted", "slept_us", "timeout_us", "why"],
+        "wakeup" => &[
+            "events",
+            "interrupted",
+            "slept_us",
+            "timeout_us",
+            "timerfd",
+            "why",
+        ],
         "event" => &["flags", "token", "what"],
         "action" => &["token", "what"],
         "timer" => &["name", "token", "what"],
@@ -442,4 +459,56 @@ fn the_json_reader_of_these_tests_is_strict() {
     ] {
         assert!(json::parse(bad).is_err(), "{bad:?} was accepted");
     }
+}
+
+/// Once a write said `WouldBlock`, the plumbing waits for the socket's writable edge before it
+/// tries another: between two `write → WouldBlock` lines of a connection there is always a
+/// writable event for it (a `write` in between could only be refused again).
+#[test]
+fn a_refused_write_is_not_tried_again_before_the_writable_edge() {
+    let reactor = Reactor::start(&["--sndbuf", "4096", "--trace-events"]);
+    let mut stream = tcp(reactor.addr("echo", "tcp"));
+    let me = stream.local_addr().unwrap();
+    // Fill both directions without reading: echo's output blocks, then its input stops.
+    let sent = common::fill_until_stalled(&mut stream, 4 << 20);
+    let mut echoed = vec![0u8; sent];
+    std::io::Read::read_exact(&mut stream, &mut echoed).expect("every byte echoed");
+    drop(stream);
+    let accepted = format!("accepted echo tcp {me}");
+    let log = reactor.log_when("the connection closed", |log| {
+        label_of(log, &accepted).is_some_and(|label| {
+            log.lines()
+                .any(|line| line.ends_with(&format!("{label}: deregistered and closed")))
+        })
+    });
+    let label = label_of(&log, &accepted).unwrap();
+    let lines: Vec<&str> = trace_lines(&log)
+        .into_iter()
+        .map(|(_, text)| text)
+        .filter(|text| mentions(text, &label))
+        .collect();
+    let refused = format!("    {label}: write → WouldBlock: ");
+    let writable_event = |line: &str| {
+        line.starts_with(&format!("  {label} echo tcp {me}: ")) && line.contains("writable")
+    };
+    let mut refusals = 0;
+    let mut waiting_for_edge = false;
+    for line in &lines {
+        if line.starts_with(&refused) {
+            assert!(
+                !waiting_for_edge,
+                "a write tried again before the writable edge:\n{}",
+                lines.join("\n")
+            );
+            waiting_for_edge = true;
+            refusals += 1;
+        } else if writable_event(line) {
+            waiting_for_edge = false;
+        }
+    }
+    assert!(
+        refusals > 0,
+        "the output never blocked:\n{}",
+        lines.join("\n")
+    );
 }

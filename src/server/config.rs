@@ -52,6 +52,10 @@ Options:
   --threads N              independent event loops, each with its own sockets on the
                            same ports (SO_REUSEPORT); the limits below are shared
                            out equally among them, 1 to 256          (default 1)
+  --coarse-timers          wake for timers with epoll_wait's own timeout, in whole
+                           milliseconds, instead of a timerfd: fewer wakeups, but
+                           ticks up to about a millisecond late (default: the
+                           timerfd on Linux, deadlines to 50 µs)
   -h, --help               print this help
   -V, --version            print the version
 
@@ -162,6 +166,9 @@ pub struct Settings {
     pub proxy_from: Vec<Cidr>,
     /// Narrate each wakeup, event, action and timer (`--trace-events[=compact|json]`).
     pub trace: TraceMode,
+    /// Wake for timers by `epoll_wait`'s millisecond timeout, not a timerfd
+    /// (`--coarse-timers`; see `reactor/alarm.rs`).
+    pub coarse_timers: bool,
 }
 
 impl Default for Settings {
@@ -178,6 +185,7 @@ impl Default for Settings {
             access: AccessList::default(),
             proxy_from: Vec::new(),
             trace: TraceMode::Off,
+            coarse_timers: false,
         }
     }
 }
@@ -308,6 +316,7 @@ pub fn parse_args(mut args: Vec<OsString>) -> Result<Command, UsageError> {
         return Err(UsageError("--group: only with --user".into()));
     }
     let threads = count(&mut args, "--threads", 1..=MAX_THREADS, 1)?;
+    let coarse_timers = args.contains("--coarse-timers");
 
     let mut services = Vec::new();
     for kind in ServiceKind::ALL {
@@ -360,6 +369,7 @@ pub fn parse_args(mut args: Vec<OsString>) -> Result<Command, UsageError> {
         access: access_list(&mut args)?,
         proxy_from: repeated(&mut args, "--proxy-from", parse_cidr)?,
         trace,
+        coarse_timers,
     };
 
     let mut verbosity = 0i32;

@@ -11,8 +11,18 @@
 //!   bytes that were already waiting.
 //! - **Writing** (`write(2)`): a service's output is written at once, straight from the
 //!   service's bytes while nothing is queued; what the socket does not take waits in a bounded
-//!   [`OutBuf`], and only then is `WRITABLE` added to the interest (`epoll_ctl(EPOLL_CTL_MOD)`),
-//!   to be removed again once the queue is empty.
+//!   [`OutBuf`] until the next writable edge. No `write` is tried in between (`write_ready`):
+//!   the kernel would only say `WouldBlock` again.
+//! - **Interest, registered once**: `READABLE | WRITABLE` at the accept, never changed
+//!   (edge-triggered, as tokio does). The other design — add `WRITABLE` with
+//!   `epoll_ctl(EPOLL_CTL_MOD)` when a write blocks, remove it when the queue drains — costs two
+//!   `epoll_ctl` per blocked episode, and an edge-triggered `WRITABLE` that nobody waits for
+//!   costs almost nothing: the kernel raises it only after a write was refused
+//!   (`SOCK_NOSPACE`), and otherwise it rides along on the readable events. Measured with
+//!   `perf stat` on streaming echo (50 connections, 16 KiB writes): toggling made 35.8
+//!   syscalls per MB echoed (1,400 `epoll_ctl` a second, and a `write` after each round of
+//!   reading that could only be refused), registered-once 32.1, tokio 31.0; ping-pong makes
+//!   2.0 per message either way. Throughput: README, Performance.
 //! - **Closing**: when the service is done, the rest of the output is flushed, then
 //!   `shutdown(SHUT_WR)` sends FIN after the last byte. The connection then lingers, discarding
 //!   input, until the peer's FIN or [`LINGER`]: closing a socket with unread input makes the
@@ -52,8 +62,8 @@ use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
 use log::{debug, log, warn};
+use mio::Token;
 use mio::net::TcpStream;
-use mio::{Interest, Token};
 
 use super::access::Decision;
 use super::config::Settings;
@@ -212,8 +222,13 @@ pub struct Connection {
     input_closed: bool,
     /// An event reported the peer's FIN: read on past short reads until `read` returns 0.
     peer_closed_hint: bool,
-    /// Whether `WRITABLE` is part of the registered interest.
-    writable_registered: bool,
+    /// The send buffer had room at the last `write` or writable event. Cleared only by
+    /// `WouldBlock` (so the queue is never empty while it is clear); while it is clear, no
+    /// `write` is tried: the writable edge will say when room comes back.
+    write_ready: bool,
+    /// Output is waiting for the peer (the queue is not empty): for the send timeout, and the
+    /// trace's `output waits for WRITABLE`.
+    output_waiting: bool,
     /// When a byte was last read or written, for the idle timeout.
     last_activity: Instant,
     /// Since when output has been waiting with the peer taking none of it, for the send
@@ -263,7 +278,8 @@ impl Connection {
             input_ready: false,
             input_closed: false,
             peer_closed_hint: false,
-            writable_registered: false,
+            write_ready: true,
+            output_waiting: false,
             last_activity: cx.shared.now,
             output_stalled_since: None,
             housekeeping: 0,
@@ -434,6 +450,10 @@ impl Connection {
             call(service, env, &mut out)
         });
         let (written, error) = out.finish();
+        if queued_before == 0 && !self.out.is_empty() {
+            // A direct write said `WouldBlock` (it writes until then): no room until an edge.
+            self.write_ready = false;
+        }
         if shared.trace.on() {
             self.trace_output(shared.trace, token, written, queued_before, error.is_some());
         }
@@ -591,10 +611,8 @@ impl Connection {
         if verdict == Verdict::Close {
             return verdict;
         }
-        match self.update_interest(cx) {
-            Ok(()) => verdict,
-            Err(e) => self.fail(io::Error::new(e.kind(), format!("reregister: {e}"))),
-        }
+        self.watch_output(cx);
+        verdict
     }
 
     /// Alternates reading and writing until neither makes progress, within [`PUMP_BUDGET`].
@@ -721,10 +739,13 @@ impl Connection {
 
     /// Writes pending output until done or `WouldBlock`. Returns whether a byte went out.
     fn flush(&mut self, cx: &mut Context) -> io::Result<bool> {
-        if self.out.is_empty() {
+        if self.out.is_empty() || !self.write_ready {
             return Ok(false);
         }
         let (flushed, written) = self.out.write_to(&mut self.stream)?;
+        if flushed == Flushed::Blocked {
+            self.write_ready = false;
+        }
         let (trace, token) = (cx.shared.trace, cx.token);
         if trace.on() {
             if written > 0 {
@@ -746,23 +767,17 @@ impl Connection {
         Ok(written > 0)
     }
 
-    /// Asks for `WRITABLE` exactly while output is pending, and times how long it waits.
-    fn update_interest(&mut self, cx: &mut Context) -> io::Result<()> {
-        let want_writable = !self.out.is_empty();
-        if want_writable == self.writable_registered {
-            return Ok(());
+    /// Notes when output starts or stops waiting for the peer, and times how long it waits.
+    /// The interest itself never changes: `WRITABLE` is registered with `READABLE` at the
+    /// accept (see the module doc), so no `epoll_ctl` is needed here.
+    fn watch_output(&mut self, cx: &mut Context) {
+        let waiting = !self.out.is_empty();
+        if waiting == self.output_waiting {
+            return;
         }
-        self.watch_stall(want_writable, cx);
-        let interest = if want_writable {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        cx.registry
-            .reregister(&mut self.stream, cx.token, interest)?;
-        trace_event!(cx.shared.trace, cx.token, Act::Writable(want_writable));
-        self.writable_registered = want_writable;
-        Ok(())
+        self.watch_stall(waiting, cx);
+        trace_event!(cx.shared.trace, cx.token, Act::Writable(waiting));
+        self.output_waiting = waiting;
     }
 }
 
@@ -793,6 +808,10 @@ impl Handler for Connection {
         self.peer_closed_hint |= ready.read_closed;
         if ready.wants_read() {
             self.input_ready = true;
+        }
+        // Room again — or an error or hang-up, which the next `write` reports.
+        if ready.writable || ready.write_closed || ready.error {
+            self.write_ready = true;
         }
         // Writable or not, `pump` tries to flush: it costs nothing when the buffer is empty.
         self.settle(cx)

@@ -2,8 +2,8 @@
 //! start as far as the system allows, and checked once against what the configuration will hold.
 //!
 //! Every TCP connection is a descriptor, and so are the listeners, the UDP sockets, each loop's
-//! poller and signal pipe, and stdio. A limit that is too small shows only under load, as
-//! `EMFILE` from `accept`: the loop survives that (it pauses accepting, `listener.rs`), but a
+//! poller, timerfd and signal pipe, and stdio. A limit that is too small shows only under load,
+//! as `EMFILE` from `accept`: the loop survives that (it pauses accepting, `listener.rs`), but a
 //! `--max-conns` the limit cannot hold is a promise the server cannot keep, so [`fit`] compares
 //! the two before any socket is bound. A UDP session costs no descriptor: all of a service's
 //! peers share its one socket.
@@ -23,9 +23,10 @@
 use std::fmt;
 use std::io;
 
-/// Descriptors each loop holds besides its sockets: its poller (the epoll or kqueue descriptor)
+/// Descriptors each loop holds besides its sockets: its poller (the epoll or kqueue descriptor),
+/// its alarm's timerfd (`reactor/alarm.rs`; counted with `--coarse-timers` too, which has none)
 /// and the two ends of signal-hook's self-pipe (`Reactor::watch_signals`).
-pub const DESCRIPTORS_PER_LOOP: u64 = 3;
+pub const DESCRIPTORS_PER_LOOP: u64 = 4;
 
 /// Descriptors kept free for what opens one for a moment at run time: the metrics endpoint
 /// reading `/proc/self/…` (one file at a time), `sd_notify`'s datagram socket, `getpwnam` for
@@ -331,8 +332,8 @@ mod tests {
 
     #[test]
     fn fixed_counts_every_loop_its_sockets_stdio_and_the_spares() {
-        // 3 open + 2 × (3 + 8) + 1 metrics + 16 spares.
-        assert_eq!(needs(2).fixed(), 3 + 22 + 1 + SPARE_DESCRIPTORS);
+        // 3 open + 2 × (4 + 8) + 1 metrics + 16 spares.
+        assert_eq!(needs(2).fixed(), 3 + 24 + 1 + SPARE_DESCRIPTORS);
     }
 
     #[test]

@@ -50,9 +50,11 @@ use crate::nonblocking::interrupted;
 use crate::services::ServiceKind;
 use crate::slots::Slots;
 
+mod alarm;
 mod setup;
 mod wait;
 
+use alarm::{ALARM, Alarm};
 use wait::Wait;
 
 /// The signal source's token. Slab tokens are never this small (see [`Slots`]).
@@ -103,6 +105,8 @@ pub struct Reactor {
     number: usize,
     /// When the last `epoll_wait` returned: the loop has been working since.
     woke: Option<Instant>,
+    /// Wakes `epoll_wait` at the next deadline, to the tenth of a millisecond (`alarm.rs`).
+    alarm: Alarm,
 }
 
 impl Reactor {
@@ -130,7 +134,12 @@ impl Reactor {
                 .add(nanos(before.saturating_duration_since(woke)));
         }
         let wait = self.next_wait();
-        let timeout = wait.timeout(before);
+        // `timeout` goes to `epoll_wait`; `meant` is how long the loop means to sleep (the same,
+        // unless the timerfd is to wake it: then `timeout` is none).
+        let (timeout, meant) = match wait {
+            Wait::Replay(_) => (Some(Duration::ZERO), Some(Duration::ZERO)),
+            _ => self.alarm.prepare(wait.deadline(), before),
+        };
         let replay = std::mem::take(&mut self.replay);
         let asleep_since = self.shared.trace.on().then(Instant::now);
         let cut_short = match self.poll.poll(events, timeout) {
@@ -147,7 +156,8 @@ impl Reactor {
             .add(nanos(self.shared.now.saturating_duration_since(before)));
         turns.replays.add(replay.len() as u64);
         if let Some(since) = asleep_since {
-            let wakeup = (events.iter().count(), cut_short, timeout);
+            let timerfd = timeout.is_none() && meant.is_some();
+            let wakeup = (events.iter().count(), cut_short, meant, timerfd);
             self.trace_wakeup(since, wakeup, wait);
         }
         let mut handled = 0;
@@ -181,6 +191,12 @@ impl Reactor {
             }
             return self.on_signals();
         }
+        if token == ALARM {
+            if trace.on() {
+                trace.event(token, Some("alarm (timerfd)"), ready, cause);
+            }
+            return self.alarm.rang();
+        }
         let served = self.call(token, |handler, cx| {
             if trace.on() {
                 trace.event(token, Some(&handler.describe()), ready, cause);
@@ -197,7 +213,7 @@ impl Reactor {
     fn trace_wakeup(
         &mut self,
         asleep_since: Instant,
-        (events, interrupted, timeout): (usize, bool, Option<Duration>),
+        (events, interrupted, timeout, timerfd): (usize, bool, Option<Duration>, bool),
         wait: Wait,
     ) {
         let timer_name;
@@ -223,6 +239,7 @@ impl Reactor {
             events,
             interrupted,
             timeout,
+            timerfd,
             why,
         });
     }
@@ -286,7 +303,9 @@ impl Reactor {
             let mut verdict = Verdict::Keep;
             let filed = self.entries.insert_with(|key| {
                 let token = Token(key);
-                registry.register(&mut accepted.stream, token, Interest::READABLE)?;
+                // Both directions, once (edge-triggered): see `connection.rs` on writing.
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                registry.register(&mut accepted.stream, token, interest)?;
                 let mut cx = Context {
                     token,
                     registry,
@@ -473,7 +492,9 @@ mod tests {
     impl Reactor {
         /// The `epoll_wait` timeout the next turn would use.
         fn poll_timeout(&mut self) -> Option<Duration> {
-            self.next_wait().timeout(Instant::now())
+            let now = Instant::now();
+            let deadline = self.next_wait().deadline();
+            deadline.map(|deadline| deadline.saturating_duration_since(now))
         }
 
         fn connection(&self, token: Token) -> Option<&Connection> {

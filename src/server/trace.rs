@@ -15,7 +15,8 @@
 //! In words (the default form, `--trace-events`), times in seconds since the loop started:
 //!
 //! ```text
-//! +0.151203 s wakeup #9 after 49.98 ms: no events, timeout was 49.97 ms (next timer: tick 2/2 of #5.6)
+//! +0.151203 s wakeup #9 after 50.01 ms: 1 event, timeout was 49.97 ms on the timerfd (next timer: tick 2/2 of #5.6)
+//! +0.151209 s   #1.0 alarm (timerfd): readable
 //! +0.151219 s   timer fired: tick 2/2 of #5.6 (time tcp 127.0.0.1:40312)
 //! +0.151260 s     #5.6: wrote 30 bytes
 //! +0.151266 s     #5.6: sent FIN
@@ -96,6 +97,8 @@ pub struct Wakeup<'a> {
     pub interrupted: bool,
     /// The timeout it was given; `None` = none (sleep until an event).
     pub timeout: Option<Duration>,
+    /// The timerfd, not `epoll_wait`'s own timeout, was to end the sleep (Linux).
+    pub timerfd: bool,
     pub why: Why<'a>,
 }
 
@@ -153,7 +156,8 @@ pub enum Act<'a> {
     WriteBlocked { pending: usize },
     /// Output queued behind output already waiting (no `write` tried).
     Queued { bytes: usize, pending: usize },
-    /// `WRITABLE` added to (true) or removed from the interest (`epoll_ctl(MOD)`).
+    /// Output started (true) or stopped waiting for a writable edge. No syscall: `WRITABLE`
+    /// is registered once, at the accept (`connection.rs`).
     Writable(bool),
     /// `shutdown(SHUT_WR)`: FIN after the last byte.
     Fin,
@@ -255,8 +259,8 @@ impl Display for Act<'_> {
                     "queued {bytes} bytes behind pending output ({pending} bytes pending)"
                 )
             }
-            Act::Writable(true) => f.write_str("WRITABLE interest on"),
-            Act::Writable(false) => f.write_str("WRITABLE interest off"),
+            Act::Writable(true) => f.write_str("output waits for WRITABLE"),
+            Act::Writable(false) => f.write_str("output drained: no longer waiting for WRITABLE"),
             Act::Fin => f.write_str("sent FIN"),
             Act::Closed => f.write_str("deregistered and closed"),
             Act::Received { bytes, from } => write!(f, "received {bytes} bytes from {from}"),
@@ -483,6 +487,7 @@ impl Line<'_> {
                     Some(timeout) => write!(f, ",\"timeout_us\":{}", timeout.as_micros())?,
                     None => f.write_str(",\"timeout_us\":null")?,
                 }
+                write!(f, ",\"timerfd\":{}", wakeup.timerfd)?;
                 let why = match wakeup.why {
                     Why::Replay(_) => "replay",
                     Why::Timer { .. } => "timer",
@@ -594,7 +599,12 @@ fn wakeup_text(wakeup: &Wakeup, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let Some(timeout) = wakeup.timeout else {
         return f.write_str("no timeout (nothing due: sleep until an event)");
     };
-    write!(f, "timeout was {} (", Millis(timeout))?;
+    write!(f, "timeout was {}", Millis(timeout))?;
+    f.write_str(if wakeup.timerfd {
+        " on the timerfd ("
+    } else {
+        " ("
+    })?;
     match wakeup.why {
         Why::Replay(1) => f.write_str("1 socket to replay: no sleep")?,
         Why::Replay(n) => write!(f, "{n} sockets to replay: no sleep")?,
@@ -812,6 +822,7 @@ mod tests {
             events: 3,
             interrupted: false,
             timeout: Some(Duration::from_millis(1)),
+            timerfd: false,
             why: Why::Timer {
                 name: "tick 2/5",
                 owner: TOKEN,
@@ -821,17 +832,26 @@ mod tests {
             line(TraceMode::Words, Record::Wakeup(&wakeup)),
             "+1.234567 s wakeup #12 after 0.98 ms: 3 events, timeout was 1.00 ms (next timer: tick 2/5 of #4.9)"
         );
+        let by_timerfd = Wakeup {
+            timerfd: true,
+            ..wakeup
+        };
+        assert_eq!(
+            line(TraceMode::Words, Record::Wakeup(&by_timerfd)),
+            "+1.234567 s wakeup #12 after 0.98 ms: 3 events, timeout was 1.00 ms on the timerfd (next timer: tick 2/5 of #4.9)"
+        );
         let idle = Wakeup {
             slept: Duration::from_secs(12),
             events: 1,
             interrupted: false,
             timeout: None,
+            timerfd: false,
             why: Why::Event,
         };
         assert_eq!(
             line(TraceMode::Json, Record::Wakeup(&idle)),
             "{\"t_us\":1234567,\"wakeup\":12,\"kind\":\"wakeup\",\"slept_us\":12000000,\"events\":1,\"interrupted\":false,\
-             \"timeout_us\":null,\"why\":\"none\",\"text\":\"wakeup #12 after 12.000 s: 1 event, \
+             \"timeout_us\":null,\"timerfd\":false,\"why\":\"none\",\"text\":\"wakeup #12 after 12.000 s: 1 event, \
              no timeout (nothing due: sleep until an event)\"}"
         );
     }

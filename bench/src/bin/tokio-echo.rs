@@ -1,11 +1,12 @@
-//! `tokio-echo`: an echo server (RFC 862, TCP) on tokio's current-thread runtime, written the
-//! way tokio's own examples write it: one task per connection, `read` then `write_all`.
+//! `tokio-echo`: an echo server (RFC 862) on tokio's current-thread runtime, written the way
+//! tokio's own examples write it. TCP: one task per connection, `read` then `write_all`.
+//! UDP (`--udp`): one `UdpSocket` and one task, `recv_from` then `send_to`, in a loop.
 //! The baseline the reactor's echo is compared with: one thread each, same work.
 //!
 //! ```text
-//! tokio-echo [--bind IP] [--echo PORT]     (defaults 127.0.0.1 and 0 = OS's choice)
+//! tokio-echo [--bind IP] [--echo PORT] [--udp]    (defaults 127.0.0.1, 0 = OS's choice, TCP)
 //! ```
-//! Prints `listening echo tcp IP:PORT` on stdout, then serves until killed.
+//! Prints `listening echo tcp IP:PORT` (or `udp`) on stdout, then serves until killed.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -13,9 +14,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-/// Read buffer per connection: the same 64 KiB the reactor reads into.
+/// Read buffer per connection (and of the UDP socket): the same 64 KiB the reactor reads into,
+/// which also holds the largest datagram.
 const BUF: usize = 64 * 1024;
 
 fn main() -> ExitCode {
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
         Ok(port) => port.unwrap_or(0),
         Err(e) => return usage(&e.to_string()),
     };
+    let udp = args.contains("--udp");
     if let Some(extra) = args.finish().first() {
         return usage(&format!("unexpected argument {extra:?}"));
     }
@@ -41,7 +44,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(serve(SocketAddr::new(bind, port))) {
+    let addr = SocketAddr::new(bind, port);
+    let served = if udp {
+        runtime.block_on(serve_udp(addr))
+    } else {
+        runtime.block_on(serve_tcp(addr))
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tokio-echo: {e}");
@@ -51,11 +60,11 @@ fn main() -> ExitCode {
 }
 
 fn usage(problem: &str) -> ExitCode {
-    eprintln!("tokio-echo: {problem}\nusage: tokio-echo [--bind IP] [--echo PORT]");
+    eprintln!("tokio-echo: {problem}\nusage: tokio-echo [--bind IP] [--echo PORT] [--udp]");
     ExitCode::from(2)
 }
 
-async fn serve(addr: SocketAddr) -> std::io::Result<()> {
+async fn serve_tcp(addr: SocketAddr) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "listening echo tcp {}", listener.local_addr()?)?;
@@ -85,6 +94,25 @@ async fn echo(mut stream: TcpStream) {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Echoes each datagram to its sender. `send_to` waits for the socket to be writable if its
+/// buffer is full (tokio's way), so no reply is dropped here; a failed one is skipped.
+async fn serve_udp(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = UdpSocket::bind(addr).await?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "listening echo udp {}", socket.local_addr()?)?;
+    stdout.flush()?;
+    let mut buf = vec![0u8; BUF];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, peer)) => {
+                let _ = socket.send_to(&buf[..n], peer).await;
+            }
+            // A pending ICMP error (e.g. port unreachable) is reported once: go on.
+            Err(_) => continue,
         }
     }
 }

@@ -21,8 +21,10 @@ impl Reactor {
         let mut shared = Shared::new(settings, board, totals);
         // Numbered in the trace (and the status line) only when there are several.
         shared.trace.set_loop(number, loops);
+        let poll = Poll::new()?;
+        let alarm = Alarm::new(poll.registry(), !shared.settings.coarse_timers);
         Ok(Reactor {
-            poll: Poll::new()?,
+            poll,
             entries: Slots::default(),
             shared,
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
@@ -34,6 +36,7 @@ impl Reactor {
             shutdown_began: None,
             number,
             woke: None,
+            alarm,
         })
     }
 

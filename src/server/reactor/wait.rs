@@ -75,14 +75,4 @@ impl Wait {
             Wait::Replay(_) | Wait::Event => None,
         }
     }
-
-    /// The `epoll_wait` timeout from `now`; `None` = none (sleep until an event).
-    pub(super) fn timeout(&self, now: Instant) -> Option<Duration> {
-        match self {
-            Wait::Replay(_) => Some(Duration::ZERO),
-            _ => self
-                .deadline()
-                .map(|deadline| deadline.saturating_duration_since(now)),
-        }
-    }
 }

@@ -1,7 +1,8 @@
 //! What every scenario shares: the one-line report, histograms, descriptor and CPU accounting.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -128,6 +129,35 @@ pub fn nofile_hard() -> u64 {
         return 1024;
     }
     limit.rlim_max
+}
+
+/// Source addresses from 127.0.0.1 up to 127.255.255.254: all of 127.0.0.0/8 but its network
+/// and broadcast addresses.
+pub const MAX_SRC_IPS: u32 = (1 << 24) - 2;
+
+/// The source address of the `i`-th client of a set spread over `src_ips` loopback addresses
+/// (127.0.0.1, 127.0.0.2, …, round robin, on through 127.0.0.0/8, which Linux routes to `lo`
+/// whole; IPv6 has only `::1`), port 0 for the kernel to choose. The reactor limits what one
+/// source IP holds (connections, UDP sessions, datagrams a second): one address for every
+/// client would measure those limits, not the server.
+pub fn source_addr(server: SocketAddr, src_ips: u32, i: usize) -> SocketAddr {
+    let ip: IpAddr = match server.ip() {
+        IpAddr::V4(_) => {
+            let nth = i % src_ips.clamp(1, MAX_SRC_IPS) as usize;
+            // Below MAX_SRC_IPS, so within 127.0.0.0/8.
+            Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 1)) + nth as u32).into()
+        }
+        IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+    };
+    SocketAddr::new(ip, 0)
+}
+
+/// A UDP socket connected to `server` from [`source_addr`]. Connected, so `send`/`recv` need no
+/// address and only the server's datagrams arrive.
+pub fn udp_socket(server: SocketAddr, src_ips: u32, i: usize) -> io::Result<mio::net::UdpSocket> {
+    let socket = mio::net::UdpSocket::bind(source_addr(server, src_ips, i))?;
+    socket.connect(server)?;
+    Ok(socket)
 }
 
 /// User + system CPU time of this process so far (all threads).

@@ -5,6 +5,7 @@
 //! loadgen stream     --addr A [--conns 50] [--write 16384] [--secs 10]
 //! loadgen time-scale --tcp A|off --udp B|off [--sessions-tcp 10000] [--sessions-udp 10000]
 //!                    [--ticks 10] [--interval-ms 1000] [--src-ips 100] [--window 100] [--ramp-ms MS]
+//! loadgen udp-echo   --addr A [--peers 100] [--inflight 4] [--size 64] [--secs 10] [--src-ips 100]
 //! ```
 //!
 //! Every subcommand prints exactly one line of `key=value` pairs on stdout (no spaces inside a
@@ -13,15 +14,16 @@
 //! Exit status 0 when the run completed (even with failed sessions, which are reported), 1 when
 //! it could not run at all, 2 for a bad command line.
 //!
-//! All clients are non-blocking sockets on mio (epoll) loops — one thread for ping-pong and
-//! streaming unless `--threads` says otherwise, one process per few thousand sessions for the
-//! time stream (a process may only have `RLIMIT_NOFILE` descriptors) — never a thread per
-//! connection, so the client costs about what the server does per message.
+//! All clients are non-blocking sockets on mio (epoll) loops — one thread for ping-pong (unless
+//! `--threads` says otherwise), streaming and UDP echo, one process per few thousand sessions
+//! for the time stream (a process may only have `RLIMIT_NOFILE` descriptors) — never a thread
+//! per connection or peer, so the client costs about what the server does per message.
 
 mod common;
 mod pingpong;
 mod stream;
 mod time_scale;
+mod udp_echo;
 
 use std::process::ExitCode;
 
@@ -30,6 +32,7 @@ usage: loadgen pingpong   --addr A [--conns 100] [--size 64] [--secs 10] [--thre
        loadgen stream     --addr A [--conns 50] [--write 16384] [--secs 10]
        loadgen time-scale --tcp A|off --udp B|off [--sessions-tcp 10000] [--sessions-udp 10000]
                           [--ticks 10] [--interval-ms 1000] [--src-ips 100] [--window 100] [--ramp-ms MS]
+       loadgen udp-echo   --addr A [--peers 100] [--inflight 4] [--size 64] [--secs 10] [--src-ips 100]
 Prints one line of key=value pairs on stdout.";
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         "pingpong" => pingpong::Args::parse(args).map(pingpong::run),
         "stream" => stream::Args::parse(args).map(stream::run),
         "time-scale" => time_scale::Args::parse(args).map(time_scale::run),
+        "udp-echo" => udp_echo::Args::parse(args).map(udp_echo::run),
         "time-scale-worker" => time_scale::WorkerArgs::parse(args).map(time_scale::run_worker),
         "-h" | "--help" => {
             println!("{USAGE}");

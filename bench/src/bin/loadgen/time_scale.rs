@@ -38,7 +38,7 @@
 //! 32768–60999), which one address cannot stretch to 100,000 sessions.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -75,10 +75,6 @@ pub struct Args {
     ramp_ms: Option<u64>,
 }
 
-/// Source addresses from 127.0.0.1 up to 127.255.255.254: all of 127.0.0.0/8 but its network
-/// and broadcast addresses.
-const MAX_SRC_IPS: u32 = (1 << 24) - 2;
-
 impl Args {
     pub fn parse(mut args: pico_args::Arguments) -> Result<Self, String> {
         let parsed = Args {
@@ -99,9 +95,10 @@ impl Args {
         {
             return Err("--ticks, --interval-ms, --src-ips and --window must be positive".into());
         }
-        if parsed.src_ips > MAX_SRC_IPS {
+        if parsed.src_ips > common::MAX_SRC_IPS {
             return Err(format!(
-                "--src-ips: at most {MAX_SRC_IPS} (127.0.0.1 to 127.255.255.254)"
+                "--src-ips: at most {} (127.0.0.1 to 127.255.255.254)",
+                common::MAX_SRC_IPS
             ));
         }
         if parsed.tcp.is_none() && parsed.udp.is_none() {
@@ -553,15 +550,17 @@ fn open(args: &WorkerArgs, i: usize, s: &mut Session, poll: &Poll, tally: &mut T
             s.state = State::Connecting;
             Ok(Sock::Tcp(stream))
         }),
-        Proto::Udp => udp_socket(args, i).and_then(|mut socket| {
-            poll.registry()
-                .register(&mut socket, Token(i), Interest::READABLE)?;
-            socket.send(greeting(args, i).trim_end().as_bytes())?;
-            s.state = State::Greeted;
-            tally.live += 1;
-            tally.peak_live = tally.peak_live.max(tally.live);
-            Ok(Sock::Udp(socket))
-        }),
+        Proto::Udp => {
+            common::udp_socket(args.addr, args.src_ips, args.first + i).and_then(|mut socket| {
+                poll.registry()
+                    .register(&mut socket, Token(i), Interest::READABLE)?;
+                socket.send(greeting(args, i).trim_end().as_bytes())?;
+                s.state = State::Greeted;
+                tally.live += 1;
+                tally.peak_live = tally.peak_live.max(tally.live);
+                Ok(Sock::Udp(socket))
+            })
+        }
     };
     match opened {
         Ok(sock) => s.sock = Some(sock),
@@ -569,23 +568,9 @@ fn open(args: &WorkerArgs, i: usize, s: &mut Session, poll: &Poll, tally: &mut T
     }
 }
 
-/// The source address of this worker's session `i`: the `n mod --src-ips`-th address after
-/// 127.0.0.0 for session number `n` (IPv6 has one loopback address, `::1`). The port is the
-/// kernel's choice.
-fn source(args: &WorkerArgs, i: usize) -> SocketAddr {
-    let ip: IpAddr = match args.addr.ip() {
-        IpAddr::V4(_) => {
-            let nth = (args.first + i) % args.src_ips.max(1) as usize;
-            // Below MAX_SRC_IPS (checked by the coordinator), so within 127.0.0.0/8.
-            Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 1)) + nth as u32).into()
-        }
-        IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-    };
-    SocketAddr::new(ip, 0)
-}
-
-/// A non-blocking TCP connect from session `i`'s source address: `bind`, then `connect`, which
-/// returns `EINPROGRESS` at once; the socket turns writable when the handshake is done.
+/// A non-blocking TCP connect from session `i`'s source address ([`common::source_addr`] of its
+/// number): `bind`, then `connect`, which returns `EINPROGRESS` at once; the socket turns
+/// writable when the handshake is done.
 fn tcp_connect(args: &WorkerArgs, i: usize) -> io::Result<TcpStream> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(args.addr),
@@ -593,20 +578,13 @@ fn tcp_connect(args: &WorkerArgs, i: usize) -> io::Result<TcpStream> {
         None,
     )?;
     socket.set_nonblocking(true)?;
-    socket.bind(&source(args, i).into())?;
+    socket.bind(&common::source_addr(args.addr, args.src_ips, args.first + i).into())?;
     match socket.connect(&args.addr.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(e) => return Err(e),
     }
     Ok(TcpStream::from_std(socket.into()))
-}
-
-/// A UDP socket bound to session `i`'s source address and connected to the server.
-fn udp_socket(args: &WorkerArgs, i: usize) -> io::Result<UdpSocket> {
-    let socket = UdpSocket::bind(source(args, i))?;
-    socket.connect(args.addr)?;
-    Ok(socket)
 }
 
 fn fail(s: &mut Session, tally: &mut Tally, reason: &str) {
