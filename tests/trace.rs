@@ -512,3 +512,45 @@ fn a_refused_write_is_not_tried_again_before_the_writable_edge() {
         lines.join("\n")
     );
 }
+
+/// Idle stays idle: when a closed connection's timers are dropped, the loop's timerfd, armed
+/// for the earliest of them, is disarmed with them — no wakeup comes at the deadline that
+/// no longer exists.
+#[test]
+fn a_dropped_timer_does_not_wake_the_loop_later() {
+    let reactor = Reactor::start(&["--trace-events", "--idle-timeout-ms", "300"]);
+    let mut stream = tcp(reactor.addr("echo", "tcp"));
+    let me = stream.local_addr().unwrap();
+    std::io::Write::write_all(&mut stream, b"x").unwrap();
+    let mut byte = [0u8; 1];
+    std::io::Read::read_exact(&mut stream, &mut byte).unwrap();
+    drop(stream);
+    let accepted = format!("accepted echo tcp {me}");
+    let log = reactor.log_when("the idle timer is dropped", |log| {
+        label_of(log, &accepted).is_some_and(|label| {
+            log.lines().any(|line| {
+                line.contains("timer dropped: ") && line.contains(&format!(" of {label}"))
+            })
+        })
+    });
+    let wakeups = |log: &str| {
+        log.lines()
+            .filter(|line| line.contains(" wakeup #"))
+            .count()
+    };
+    let before = wakeups(&log);
+    // The idle timeout would have come 300 ms after the echo: watch past it. An absence can
+    // only be seen over a window; this one is bounded, and short.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let after = reactor.log();
+    assert_eq!(
+        wakeups(&after),
+        before,
+        "the loop woke with nothing to do:\n{}",
+        after
+            .lines()
+            .skip_while(|l| !l.contains(&accepted))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
