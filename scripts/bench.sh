@@ -745,6 +745,10 @@ time_load() {
     R[$tag.$s.p99_tcp]=$(kv p99_ms_tcp "$line")
     R[$tag.$s.p99_udp]=$(kv p99_ms_udp "$line")
     R[$tag.$s.max]=$(kv max_ms "$line")
+    R[$tag.$s.p50_timed]=$(kv p50_ms_timed "$line")
+    R[$tag.$s.p99_timed]=$(kv p99_ms_timed "$line")
+    R[$tag.$s.p50_first]=$(kv p50_ms_first "$line")
+    R[$tag.$s.p99_first]=$(kv p99_ms_first "$line")
     R[$tag.$s.peak_live]=$(kv peak_live "$line")
     R[$tag.$s.cpu]=$(calc "($c1 - $c0) / $clk_tck")
     R[$tag.$s.per_session]=$(calc "(${R[$tag.$s.hwm]:-@} - ${rss0:-@}) / $((tcp + udp))")
@@ -757,19 +761,21 @@ time_table() {
     local tag=$1 s wakeups
     shift
     local base=${R[$tag.reactor.per_session]:-}
-    echo "| server | sessions (TCP + UDP) | peak live | ticks delivered / expected | failed sessions | lateness p50 ms | p99 ms | p99 TCP / UDP ms | max ms | peak RSS MiB | RSS KiB/session | × reactor | CPU s | wakeups/s | peak threads | listen overflows |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| server | sessions (TCP + UDP) | peak live | ticks delivered / expected | failed sessions | lateness p50 ms | p99 ms | p99 TCP / UDP ms | max ms | timer ticks p50 / p99 ms | first tick p50 / p99 ms | peak RSS MiB | RSS KiB/session | × reactor | CPU s | wakeups/s | peak threads | listen overflows |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for s in "$@"; do
         if [[ -n ${na[$s]:-} ]]; then
-            echo "| $s | ${na[$s]} | | | | | | | | | | | | | | |"
+            echo "| $s | ${na[$s]} | | | | | | | | | | | | | | | | |"
             continue
         fi
         wakeups=$(fmt 0 "${R[$tag.$s.wakeups]:-}")
         [[ $wakeups == – || ${R[$tag.$s.wakeups_of]:-} != "${sleep_syscalls[*]}" ]] || wakeups+=" (sleeps)"
-        printf '| %s | %s | %s | %s / %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$s" \
+        printf '| %s | %s | %s | %s / %s | %s | %s | %s | %s / %s | %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s |\n' "$s" \
             "${R[$tag.$s.sessions]}" "${R[$tag.$s.peak_live]:-–}" "${R[$tag.$s.ticks]:-–}" "${R[$tag.$s.expected]:-–}" \
             "${R[$tag.$s.failed]:-–}" "$(fmt 2 "${R[$tag.$s.p50]}")" "$(fmt 2 "${R[$tag.$s.p99]}")" \
             "$(fmt 1 "${R[$tag.$s.p99_tcp]}")" "$(fmt 1 "${R[$tag.$s.p99_udp]}")" "$(fmt 1 "${R[$tag.$s.max]}")" \
+            "$(fmt 2 "${R[$tag.$s.p50_timed]}")" "$(fmt 2 "${R[$tag.$s.p99_timed]}")" \
+            "$(fmt 2 "${R[$tag.$s.p50_first]}")" "$(fmt 2 "${R[$tag.$s.p99_first]}")" \
             "$(fmt 1 "$(calc "${R[$tag.$s.hwm]:-@} / 1024")")" "$(fmt 2 "${R[$tag.$s.per_session]}")" \
             "$(ratio "${R[$tag.$s.per_session]}" "$base")" "$(fmt 2 "${R[$tag.$s.cpu]}")" "$wakeups" \
             "${R[$tag.$s.threads]:-–}" "${R[$tag.$s.overflows]:-–}"
@@ -780,6 +786,13 @@ time_table() {
             echo "$s failures: \`${R[$tag.$s.failures]}\`"
         fi
     done
+}
+
+# What the timer and first-tick columns say, under each table.
+lateness_note() {
+    echo "Timer ticks: every tick but the first of each session, i.e. those a timer sent. First tick: sent"
+    echo "as soon as the greeting is read, so its lateness is a plain round trip with no timer in it —"
+    echo "the floor any server's ticks meet on this machine under this load."
 }
 
 # What the wakeups/s column counts, under each table.
@@ -804,6 +817,7 @@ scenario_time() {
     echo
     echo "Sessions open evenly over the first interval (at most 100 waiting for their first tick),"
     echo "so every session is live at once; lateness of tick k = arrival − (greeting sent + k × interval)."
+    lateness_note
     wakeups_note
     echo
     time_table ts "${time_servers[@]}"
@@ -828,6 +842,7 @@ scenario_scale() {
     echo "$tx_src_ips source addresses in 127.0.0.0/8; the reactor runs \`${reactor_scale[*]}\`."
     echo "thread-per-client has no UDP and holds at most vm.max_map_count / 4 threads: it gets $tpc_tcp"
     echo "TCP sessions (at most 90 % of $((max_maps / 4))); past that it aborts (16,169 threads, measured)."
+    lateness_note
     wakeups_note
     echo
     time_table tx "${scale_servers[@]}"
@@ -920,6 +935,8 @@ targets() {
     echo "| time stream: p50 lateness ≤ 0.1 ms (--coarse-timers: $(fmt 2 "${R[ts.reactor-coarse.p50]:-}") ms) | $(fmt 2 "${R[ts.reactor.p50]:-}") ms | $(verdict "${R[ts.reactor.p50]:-}" '<=' 0.1) |"
     echo "| time stream: p99 lateness ≥ 10× better than tokio's ($(fmt 2 "${R[ts.tokio.p99]:-}") ms) | $(fmt 1 "$ts_vs_tokio")× | $(verdict "$ts_vs_tokio" '>=' 10) |"
     echo "| time stream: server CPU ≤ 1.1× the millisecond timeout's (--coarse-timers) | $(fmt 3 "$ts_cpu")× | $(verdict "$ts_cpu" '<=' 1.1) |"
+    echo "| time stream: timer ticks p50 / p99, timerfd (--coarse-timers) | $(fmt 2 "${R[ts.reactor.p50_timed]:-}") / $(fmt 2 "${R[ts.reactor.p99_timed]:-}") ms ($(fmt 2 "${R[ts.reactor-coarse.p50_timed]:-}") / $(fmt 2 "${R[ts.reactor-coarse.p99_timed]:-}")) | info |"
+    echo "| time stream: first tick (a round trip, no timer) p50 / p99 | $(fmt 2 "${R[ts.reactor.p50_first]:-}") / $(fmt 2 "${R[ts.reactor.p99_first]:-}") ms | info |"
     echo "| time stream: wakeups/s, timerfd / --coarse-timers | $(fmt 0 "${R[ts.reactor.wakeups]:-}") / $(fmt 0 "${R[ts.reactor-coarse.wakeups]:-}") | info |"
     echo "| RSS ≤ 32 MiB at $((ts_tcp + ts_udp)) sessions | $(fmt 1 "$(calc "${R[ts.reactor.hwm]:-@} / 1024")") MiB | $(verdict "$(calc "${R[ts.reactor.hwm]:-@} / 1024")" '<=' 32) |"
     echo "| idle: 0 wakeups/s (fresh / after load) | $(fmt 1 "$(calc "${R[idle.fresh.epoll]:-@} / $idle_secs")") / $(fmt 1 "$(calc "${R[idle.after-load.epoll]:-@} / $idle_secs")") | $(verdict "$(calc "${R[idle.fresh.epoll]:-@} + ${R[idle.after-load.epoll]:-@}")" '==' 0) |"

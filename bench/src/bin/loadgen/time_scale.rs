@@ -4,7 +4,11 @@
 //! Lateness of tick `k` (0-based) = its arrival − (when the greeting was sent + k × interval):
 //! the server schedules tick `k` at `greeting received + k × interval`, so lateness is the
 //! greeting's trip, the server's delay in firing its timer, the tick's trip back and this
-//! client's own delay in reading it.
+//! client's own delay in reading it. Tick 0 goes out as soon as the greeting is read: its
+//! lateness is that round trip alone, with no timer in it. So the report gives, beside every
+//! tick's percentiles, those of the first ticks (`p50_ms_first`, `p99_ms_first`) and of the
+//! others, the ones a timer sent (`p50_ms_timed`, `p99_ms_timed`): how much later the timed
+//! ones are is what the server's timers add.
 //!
 //! **Processes.** A process may hold at most its hard `RLIMIT_NOFILE` descriptors (20,000 on the
 //! bench machine, and not raisable there), and every session, TCP or UDP, needs one. So
@@ -176,12 +180,17 @@ struct Totals {
     peak_live: u64,
     ramp_s: f64,
     failures: Failures,
+    /// Lateness of every tick.
     hist: Option<Histogram<u64>>,
+    /// Lateness of each session's first tick, sent as the greeting is read: a round trip with
+    /// no timer in it.
+    first: Option<Histogram<u64>>,
 }
 
 impl Totals {
     fn merge(&mut self, line: &str) -> Result<(), String> {
         let mut hist = self.hist.take().unwrap_or_else(common::histogram);
+        let mut first = self.first.take().unwrap_or_else(common::histogram);
         for pair in line.split_whitespace() {
             let Some((key, value)) = pair.split_once('=') else {
                 continue;
@@ -199,15 +208,23 @@ impl Totals {
                 "ramp_s" => self.ramp_s = self.ramp_s.max(value.parse().unwrap_or(0.0)),
                 "failures" => self.failures.merge_text(value),
                 "hist" => common::decode_into(&mut hist, value)?,
+                "hist_first" => common::decode_into(&mut first, value)?,
                 _ => {}
             }
         }
         self.hist = Some(hist);
+        self.first = Some(first);
         Ok(())
     }
 
     fn put(&self, report: &mut Report, suffix: &str) {
         let hist = self.hist.clone().unwrap_or_else(common::histogram);
+        let first = self.first.clone().unwrap_or_else(common::histogram);
+        // The ticks a timer sent: all of them but the first of each session.
+        let mut timed = hist.clone();
+        if timed.subtract(&first).is_err() {
+            timed.reset(); // cannot happen: the first ticks are among all the ticks
+        }
         let key = |name: &str| format!("{name}{suffix}");
         report
             .put(&key("sessions"), self.sessions)
@@ -218,6 +235,10 @@ impl Totals {
             .num(&key("p50_ms"), common::percentile(&hist, 0.50, 1e6), 2)
             .num(&key("p99_ms"), common::percentile(&hist, 0.99, 1e6), 2)
             .num(&key("max_ms"), common::percentile(&hist, 1.0, 1e6), 2)
+            .num(&key("p50_ms_first"), common::percentile(&first, 0.50, 1e6), 2)
+            .num(&key("p99_ms_first"), common::percentile(&first, 0.99, 1e6), 2)
+            .num(&key("p50_ms_timed"), common::percentile(&timed, 0.50, 1e6), 2)
+            .num(&key("p99_ms_timed"), common::percentile(&timed, 0.99, 1e6), 2)
             .put(&key("peak_live"), self.peak_live)
             .num(&key("ramp_s"), self.ramp_s, 2)
             .put(&key("early"), self.early)
@@ -294,6 +315,11 @@ pub fn run(args: Args) -> Result<Report, String> {
         all.failures.merge_text(&t.failures.to_string());
     }
     all.hist = Some(hist);
+    let mut first = common::histogram();
+    for h in totals.iter().filter_map(|t| t.first.as_ref()) {
+        first.add(h).map_err(|e| e.to_string())?;
+    }
+    all.first = Some(first);
     let mut report = Report::new("time-scale");
     report
         .put("ticks_per_session", args.ticks)
@@ -393,6 +419,8 @@ struct Session {
 /// The worker's running figures.
 struct Tally {
     hist: Histogram<u64>,
+    /// The first tick of each session (also in `hist`).
+    first: Histogram<u64>,
     ticks: u64,
     ok: u64,
     early: u64,
@@ -430,6 +458,7 @@ pub fn run_worker(args: WorkerArgs) -> Result<Report, String> {
         .collect();
     let mut tally = Tally {
         hist: common::histogram(),
+        first: common::histogram(),
         ticks: 0,
         ok: 0,
         early: 0,
@@ -522,7 +551,8 @@ pub fn run_worker(args: WorkerArgs) -> Result<Report, String> {
         .put("peak_live", tally.peak_live)
         .num("ramp_s", ramp, 3)
         .put("failures", &tally.failures)
-        .put("hist", common::encode(&tally.hist));
+        .put("hist", common::encode(&tally.hist))
+        .put("hist_first", common::encode(&tally.first));
     Ok(report)
 }
 
@@ -749,12 +779,13 @@ fn on_message(args: &WorkerArgs, s: &mut Session, text: &[u8], now: Instant, tal
         return fail(s, tally, "more ticks than --ticks");
     }
     let due = s.since + args.interval * s.ticks;
-    match now.checked_duration_since(due) {
-        Some(late) => common::record(&mut tally.hist, late),
-        None => {
-            tally.early += 1;
-            common::record(&mut tally.hist, Duration::ZERO);
-        }
+    let late = now.checked_duration_since(due).unwrap_or_else(|| {
+        tally.early += 1;
+        Duration::ZERO
+    });
+    common::record(&mut tally.hist, late);
+    if s.ticks == 0 {
+        common::record(&mut tally.first, late);
     }
     if s.ticks == 0 {
         tally.pending -= 1;
