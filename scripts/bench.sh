@@ -57,7 +57,7 @@ if ((quick)); then
     pp_rounds=2 pp_secs=1 sc_secs=1 st_rounds=1 st_secs=2 ue_rounds=2 ue_secs=1
     ts_tcp=2000 ts_udp=2000 ts_ticks=3 idle_secs=2 tx_sessions=10000 tx_ticks=2
 else
-    pp_rounds=5 pp_secs=2 sc_secs=3 st_rounds=2 st_secs=3 ue_rounds=5 ue_secs=2
+    pp_rounds=5 pp_secs=2 sc_secs=3 st_rounds=4 st_secs=3 ue_rounds=5 ue_secs=2
     ts_tcp=10000 ts_udp=10000 ts_ticks=10 idle_secs=5 tx_sessions=100000 tx_ticks=3
 fi
 pp_conns=100 pp_size=64 st_conns=50 st_write=16384 ts_interval=1000
@@ -945,6 +945,7 @@ targets() {
     echo "| $tx_sessions sessions: peak RSS ≤ 48 MiB | $(fmt 1 "$(calc "${R[tx.reactor.hwm]:-@} / 1024")") MiB ($(fmt 2 "${R[tx.reactor.per_session]:-}") KiB/session) | $(verdict "$(calc "${R[tx.reactor.hwm]:-@} / 1024")" '<=' 48) |"
     echo "| $tx_sessions sessions: idle after, 0 wakeups/s | $(fmt 1 "$(calc "${R[idle.after-scale.epoll]:-@} / $idle_secs")") | $(verdict "${R[idle.after-scale.epoll]:-}" '==' 0) |"
     echo "| streaming MB/s ≥ 1.0× tokio current-thread | $(fmt 3 "$st_t")× | $(verdict "$st_t" '>=' 1.0) |"
+    echo "| streaming MB/s, both with the kernel's buffer autotuning: reactor-autotune / tokio | $(fmt 3 "$(calc "${R[st.reactor-autotune.mbs]:-@} / ${R[st.tokio.mbs]:-@}")")× | info |"
     echo "| bounded socket buffers vs autotuning, ping-pong msgs/s ≥ 0.95× | $(fmt 3 "$buf_pp")× | $(verdict "$buf_pp" '>=' 0.95) |"
     echo "| bounded socket buffers vs autotuning, streaming MB/s ≥ 0.95× | $(fmt 3 "$buf_st")× | $(verdict "$buf_st" '>=' 0.95) |"
     echo "| --metrics on (scraped each second) vs off, ping-pong msgs/s ≥ 0.98× | ${na[reactor-metrics]:-$(fmt 3 "$metrics_pp")×} | $(verdict "$metrics_pp" '>=' 0.98) |"
