@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/bench.sh — the reactor against its baselines, all measured in one run on this machine.
 #
-#   scripts/bench.sh            full run (about 5 minutes once built)
+#   scripts/bench.sh            full run (about 6 minutes once built)
 #   scripts/bench.sh --quick    smoke run (about 2 minutes): shorter runs, fewer sessions
 #   BENCH_ONLY=udp-echo scripts/bench.sh [--quick]   one scenario (pingpong, syscalls, stream,
 #                               udp-echo, time, scale, idle, tcpkali) and the targets it measures
