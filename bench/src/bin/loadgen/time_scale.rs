@@ -24,8 +24,10 @@
 //! simultaneous greetings its UDP receive buffer; the dropped ones come back a second or more
 //! later (TCP's SYN retransmit, our greeting resend), which would be counted as lateness that
 //! is the client's doing. The window keeps the ramp as fast as the server accepts. Its default,
-//! 100, stays below the listen backlog of 128 that mio (like std) gives a listener: a window of
-//! 256 overflows it (`TcpExtListenOverflows`) and the ramp stalls for the 1 s SYN retransmit.
+//! 100, stays below the listen backlog of 128 that mio (like std) gives a listener — the
+//! baselines' (tokio, thread-per-client) — while the reactor's is 1024 (`LISTEN_BACKLOG`): a
+//! window of 256 overflowed 128 (`TcpExtListenOverflows`) and the ramp stalled for the 1 s SYN
+//! retransmit.
 //! Sessions are also spread evenly over `--ramp-ms` (default: one interval), so that, as with
 //! clients arriving at random, ticks fall due evenly through each interval instead of all in
 //! the same few hundred milliseconds; `--ramp-ms 0` opens them as fast as the window allows.
