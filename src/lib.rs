@@ -18,7 +18,8 @@
 //! - `server/` — everything that owns a socket and knows `mio`:
 //!   - `reactor` — the loop: poll, one `match` to find an entry's handler, replay, timers;
 //!     `reactor/setup` builds a loop and files its sockets, `reactor/wait` chooses how long
-//!     `epoll_wait` may sleep (and drops stale timers).
+//!     `epoll_wait` may sleep (and drops stale timers), `reactor/alarm` wakes it at that
+//!     deadline (a timerfd on Linux, to a 50 µs grid; the poll timeout elsewhere).
 //!   - `handler` — the one shape every slab entry answers (`Handler`), the `Context` it gets,
 //!     and the loop's `Shared` state.
 //!   - `totals` — `Totals`, each loop's counters since start (Relaxed atomics with one writer,
