@@ -554,3 +554,34 @@ fn a_dropped_timer_does_not_wake_the_loop_later() {
             .join("\n")
     );
 }
+
+/// `--coarse-timers`: no timerfd; the tick's wakeup is `epoll_wait`'s own timeout.
+#[test]
+fn coarse_timers_sleep_on_the_poll_timeout() {
+    let reactor = Reactor::start(&[
+        "--coarse-timers",
+        "--ticks",
+        "2",
+        "--interval-ms",
+        "30",
+        "--trace-events",
+    ]);
+    let stream = tcp(reactor.addr("time", "tcp"));
+    (&stream).write_all(b"Bonjour\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    for _ in 0..2 {
+        read_line(&mut reader);
+    }
+    assert_eq!(read_line(&mut reader), "Au Revoir\n");
+    let log = reactor.log_when("the tick's timer is traced", |log| {
+        log.contains("timer fired: tick 2/2 of ")
+    });
+    let woke = trace_lines(&log)
+        .into_iter()
+        .map(|(_, text)| text)
+        .find(|text| text.starts_with("wakeup #") && text.contains("(next timer: tick 2/2 of "))
+        .expect("the wakeup for the tick");
+    assert!(woke.contains(", timeout was "), "{woke}");
+    assert!(!woke.contains("on the timerfd"), "{woke}");
+    assert!(!log.contains("alarm (timerfd)"), "no timerfd:\n{log}");
+}
