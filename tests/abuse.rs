@@ -880,19 +880,7 @@ impl std::fmt::Display for Outcome {
 
 /// Runs `reactor` (every service on port 0) with `args`, for at most a few seconds.
 fn outcome(args: &[&str]) -> Outcome {
-    let child = Command::new(env!("CARGO_BIN_EXE_reactor"))
-        .args([
-            "--time",
-            "0",
-            "--echo",
-            "0",
-            "--daytime",
-            "0",
-            "--rfc868",
-            "0",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
+    let child = common::reactor_on_port_0(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -35,22 +35,8 @@ fn with_nofile(soft: u64, hard: u64) -> impl FnOnce(&mut Command) {
 
 /// Runs a reactor that is expected to refuse to start: its exit status and its stderr.
 fn refused(args: &[&str], soft: u64, hard: u64) -> (Option<i32>, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_reactor"));
-    command
-        .args([
-            "--time",
-            "0",
-            "--echo",
-            "0",
-            "--daytime",
-            "0",
-            "--rfc868",
-            "0",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let mut command = common::reactor_on_port_0(args);
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
     with_nofile(soft, hard)(&mut command);
     let mut child = command.spawn().expect("spawn reactor");
     let status = poll_for(IO_TIMEOUT, || child.try_wait().expect("try_wait"));

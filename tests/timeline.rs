@@ -11,13 +11,13 @@
 
 mod common;
 
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::json::{self, Json};
-use common::{IO_TIMEOUT, Reactor, read_line, read_to_end, recv_text, tcp, udp};
+use common::{IO_TIMEOUT, Reactor, recv_text, udp};
 
 /// Where the pages, traces and screenshots of these tests go.
 fn out_dir(name: &str) -> PathBuf {
@@ -205,15 +205,7 @@ fn the_timeline_of_a_real_trace_draws_one_mark_per_record_in_chromium() {
     ]);
 
     // A time session: greeting, two ticks, Au Revoir, FIN both ways.
-    let stream = tcp(reactor.addr("time", "tcp"));
-    (&stream).write_all(b"Bonjour\n").unwrap();
-    let mut reader = BufReader::new(stream);
-    for _ in 0..2 {
-        read_line(&mut reader);
-    }
-    assert_eq!(read_line(&mut reader), "Au Revoir\n");
-    assert_eq!(read_to_end(&mut reader), b"");
-    drop(reader);
+    common::whole_tcp_session(reactor.addr("time", "tcp"), 2);
 
     // Echo, read only once the server's writes block: backpressure on the page.
     let mut echo = slow_reader(reactor.addr("echo", "tcp"));

@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::{BufReader, Write};
-use std::net::SocketAddr;
 
 use common::json::{self, Json};
 use common::{Reactor, read_line, read_to_end, recv_text, tcp, udp};
@@ -90,16 +89,8 @@ fn assert_well_ordered(log: &str) {
 #[test]
 fn words_show_one_time_session_from_accept_to_close() {
     let reactor = Reactor::start(&["--ticks", "2", "--interval-ms", "50", "--trace-events"]);
-    let stream = tcp(reactor.addr("time", "tcp"));
-    let me: SocketAddr = stream.local_addr().unwrap();
-    (&stream).write_all(b"Bonjour\n").unwrap();
-    let mut reader = BufReader::new(stream);
-    for _ in 0..2 {
-        read_line(&mut reader);
-    }
-    assert_eq!(read_line(&mut reader), "Au Revoir\n");
-    assert_eq!(read_to_end(&mut reader), b"");
-    drop(reader); // our FIN ends the server's lingering close
+    // Our FIN, when it returns, ends the server's lingering close.
+    let me = common::whole_tcp_session(reactor.addr("time", "tcp"), 2);
 
     // The connection's token is named when it is accepted: `#slot.generation`.
     let accepted = format!("accepted time tcp {me}");
@@ -566,13 +557,7 @@ fn coarse_timers_sleep_on_the_poll_timeout() {
         "30",
         "--trace-events",
     ]);
-    let stream = tcp(reactor.addr("time", "tcp"));
-    (&stream).write_all(b"Bonjour\n").unwrap();
-    let mut reader = BufReader::new(stream);
-    for _ in 0..2 {
-        read_line(&mut reader);
-    }
-    assert_eq!(read_line(&mut reader), "Au Revoir\n");
+    common::whole_tcp_session(reactor.addr("time", "tcp"), 2);
     let log = reactor.log_when("the tick's timer is traced", |log| {
         log.contains("timer fired: tick 2/2 of ")
     });

@@ -21,6 +21,17 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 const SERVICE_FLAGS: [&str; 4] = ["--time", "--echo", "--daytime", "--rfc868"];
 
+/// The `reactor` command with every service on port 0, then `args`, stdin closed: for tests
+/// that watch the process itself (how it starts, or refuses to) rather than talk to it.
+pub fn reactor_on_port_0(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_reactor"));
+    for flag in SERVICE_FLAGS {
+        command.args([flag, "0"]);
+    }
+    command.args(args).stdin(Stdio::null());
+    command
+}
+
 /// A running `reactor` process, killed when dropped.
 pub struct Reactor {
     child: Child,
@@ -370,6 +381,21 @@ pub fn greeted_tcp(addr: SocketAddr) -> BufReader<TcpStream> {
     let mut reader = BufReader::new(stream);
     assert_tick(read_line(&mut reader).trim_end());
     reader
+}
+
+/// One whole TCP time-stream session: greeting, `ticks` ticks, `Au Revoir`, the server's FIN,
+/// then ours. Returns the client's address, the peer the server's log and trace name.
+pub fn whole_tcp_session(addr: SocketAddr, ticks: usize) -> SocketAddr {
+    let stream = tcp(addr);
+    let me = stream.local_addr().expect("local address");
+    std::io::Write::write_all(&mut &stream, b"Bonjour\n").expect("greet");
+    let mut reader = BufReader::new(stream);
+    for _ in 0..ticks {
+        assert_tick(read_line(&mut reader).trim_end());
+    }
+    assert_eq!(read_line(&mut reader), "Au Revoir\n");
+    assert_eq!(read_to_end(&mut reader), b"", "EOF after Au Revoir");
+    me
 }
 
 /// A UDP time-stream session that has greeted and received its first tick.
