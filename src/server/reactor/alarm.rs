@@ -203,7 +203,9 @@ impl Alarm {
             };
             match result {
                 Ok(()) => {
-                    let meant = timeout.or_else(|| self.planned(deadline, now));
+                    // Sleeping until the timerfd rings: for the instant it is armed for.
+                    let meant = timeout
+                        .or_else(|| self.plan.armed.map(|at| at.saturating_duration_since(now)));
                     return (timeout, meant);
                 }
                 Err(e) => {
